@@ -1,0 +1,10 @@
+import type { MigrationObject } from '@mikro-orm/core';
+import { Migration20261123000000_platform } from './Migration20261123000000_platform.js';
+
+/**
+ * The migrations in order. Listed explicitly (not globbed) so the same list works from compiled
+ * JavaScript, under tsx and under vitest, where umzug's own import() of .ts files fails.
+ */
+export const migrationsList: MigrationObject[] = [
+  { name: 'Migration20261123000000_platform', class: Migration20261123000000_platform },
+];

@@ -1,0 +1,131 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65_535);
+const booleanFlag = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((value) => value === 'true' || value === '1');
+
+const postgresUrl = z.string().refine(
+  (value) => {
+    try {
+      const url = new URL(value);
+      return (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && url.hostname !== '';
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be a postgres://user@host:port/database URL' },
+);
+
+const mqttUrl = z.string().refine(
+  (value) => {
+    try {
+      return ['mqtt:', 'mqtts:'].includes(new URL(value).protocol);
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be an mqtt:// or mqtts:// URL' },
+);
+
+const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  DATABASE_URL: postgresUrl.optional(),
+  MQTT_URL: mqttUrl.optional(),
+  /** Extra trust anchors (PEM file) for an external broker's server certificate. */
+  MQTT_CA_FILE: z.string().optional(),
+  FLEETPROOF_DATA_DIR: z.string().min(1).default('./data'),
+  FLEETPROOF_CA_PASSPHRASE: z.string().min(16, 'must be at least 16 characters').optional(),
+  HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  HTTP_PORT: port.default(8080),
+  HTTPS_PORT: port.default(8443),
+  MQTT_PORT: port.default(8883),
+  /** Host names and addresses the service's TLS certificate is valid for, comma separated. */
+  FLEETPROOF_PUBLIC_HOSTS: z.string().default('localhost,127.0.0.1,::1'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** GraphiQL and introspection; default on outside production. */
+  FLEETPROOF_GRAPHIQL: booleanFlag.optional(),
+  FLEETPROOF_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+});
+
+export type RawConfig = z.infer<typeof configSchema>;
+
+export interface Config {
+  readonly production: boolean;
+  readonly databaseUrl: string | undefined;
+  readonly mqttUrl: string | undefined;
+  readonly mqttCaFile: string | undefined;
+  readonly dataDir: string;
+  readonly caPassphrase: string | undefined;
+  readonly httpHost: string;
+  readonly httpPort: number;
+  readonly httpsPort: number;
+  readonly mqttPort: number;
+  readonly publicHosts: readonly string[];
+  readonly logLevel: RawConfig['LOG_LEVEL'];
+  readonly graphiql: boolean;
+  readonly shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly issues: readonly string[]) {
+    super(`Invalid configuration:\n  ${issues.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Reads the environment once. `FLEETPROOF_CONFIG` may name a JSON file of the same variable names;
+ * the environment wins over the file so a deployment can override one value without editing it.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const fromFile = env.FLEETPROOF_CONFIG ? readConfigFile(env.FLEETPROOF_CONFIG) : {};
+  const merged: Record<string, unknown> = { ...fromFile };
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && value !== '') merged[key] = value;
+  }
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`),
+    );
+  }
+  const raw = parsed.data;
+  const production = raw.NODE_ENV === 'production';
+  return {
+    production,
+    databaseUrl: raw.DATABASE_URL,
+    mqttUrl: raw.MQTT_URL,
+    mqttCaFile: raw.MQTT_CA_FILE,
+    dataDir: path.resolve(raw.FLEETPROOF_DATA_DIR),
+    caPassphrase: raw.FLEETPROOF_CA_PASSPHRASE,
+    httpHost: raw.HTTP_HOST,
+    httpPort: raw.HTTP_PORT,
+    httpsPort: raw.HTTPS_PORT,
+    mqttPort: raw.MQTT_PORT,
+    publicHosts: raw.FLEETPROOF_PUBLIC_HOSTS.split(',')
+      .map((host) => host.trim())
+      .filter(Boolean),
+    logLevel: raw.LOG_LEVEL,
+    graphiql: raw.FLEETPROOF_GRAPHIQL ?? !production,
+    shutdownTimeoutMs: raw.FLEETPROOF_SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError([`FLEETPROOF_CONFIG: cannot read ${file}: ${(error as Error).message}`]);
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, String(item)]));
+  } catch (error) {
+    throw new ConfigError([`FLEETPROOF_CONFIG: ${file} is not a JSON object: ${(error as Error).message}`]);
+  }
+}

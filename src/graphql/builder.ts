@@ -1,0 +1,48 @@
+import SchemaBuilder from '@pothos/core';
+import DataloaderPlugin from '@pothos/plugin-dataloader';
+import ErrorsPlugin from '@pothos/plugin-errors';
+import RelayPlugin from '@pothos/plugin-relay';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
+import { GraphQLError } from 'graphql';
+import { roleHasScope, type Scope } from '../auth/roles.js';
+import type { GraphQLContext } from './context.js';
+
+/** Setup only: each types/<feature>.ts owns its types and fields. */
+export const builder = new SchemaBuilder<{
+  Context: GraphQLContext;
+  AuthScopes: Record<Scope, boolean>;
+  Scalars: {
+    DateTime: { Input: Date; Output: Date | string };
+    JSON: { Input: unknown; Output: unknown };
+  };
+  DefaultFieldNullability: false;
+  DefaultEdgesNullability: false;
+  DefaultNodeNullability: false;
+}>({
+  plugins: [ScopeAuthPlugin, ErrorsPlugin, RelayPlugin, DataloaderPlugin, SimpleObjectsPlugin],
+  scopeAuth: {
+    authorizeOnSubscribe: true,
+    authScopes: (context) => ({
+      viewer: roleHasScope(context.viewer.role, 'viewer'),
+      operator: roleHasScope(context.viewer.role, 'operator'),
+      facilities: roleHasScope(context.viewer.role, 'facilities'),
+      integration: roleHasScope(context.viewer.role, 'integration'),
+      admin: roleHasScope(context.viewer.role, 'admin'),
+    }),
+    unauthorizedError: () =>
+      new GraphQLError('Not authorized for this field', { extensions: { code: 'FORBIDDEN' } }),
+  },
+  errors: { defaultTypes: [] },
+  relay: {
+    clientMutationId: 'optional',
+    cursorType: 'String',
+    edgesFieldOptions: { nullable: false },
+    nodeFieldOptions: { nullable: false },
+  },
+  defaultFieldNullability: false,
+});
+
+builder.queryType({ authScopes: { viewer: true } });
+builder.mutationType({ authScopes: { viewer: true } });
+builder.subscriptionType({ authScopes: { viewer: true } });

@@ -1,0 +1,10 @@
+import { lexicographicSortSchema } from 'graphql';
+import { builder } from './builder.js';
+import './types/scalars.js';
+import './types/errors.js';
+import './types/system.js';
+import './types/tokens.js';
+import './types/audit.js';
+
+/** The schema, sorted so the printed file changes only when the API does. */
+export const schema = lexicographicSortSchema(builder.toSchema());

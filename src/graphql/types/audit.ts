@@ -1,0 +1,66 @@
+import { resolveCursorConnection } from '@pothos/plugin-relay';
+import { AuditEvent } from '../../audit/audit-event.entity.js';
+import { builder } from '../builder.js';
+import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
+
+const CURSOR_KIND = 'audit';
+
+interface AuditEventShape {
+  seq: string;
+  occurredAt: Date | string;
+  actor: string;
+  action: string;
+  subject: string;
+  details: Record<string, unknown>;
+  hash: string;
+}
+
+const AuditEventRef = builder.objectRef<AuditEventShape>('AuditEvent').implement({
+  description: 'One link of the tamper-evident audit trail',
+  fields: (t) => ({
+    seq: t.exposeString('seq', { description: 'Position in the chain; gap-free and increasing' }),
+    cursor: t.string({ resolve: (event) => encodeCursor(CURSOR_KIND, event.seq) }),
+    occurredAt: t.field({ type: 'DateTime', resolve: (event) => event.occurredAt }),
+    actor: t.exposeString('actor'),
+    action: t.exposeString('action'),
+    subject: t.exposeString('subject'),
+    details: t.field({ type: 'JSON', resolve: (event) => event.details }),
+    hash: t.exposeString('hash'),
+  }),
+});
+
+builder.queryField('auditEvents', (t) =>
+  t.connection({
+    type: AuditEventRef,
+    authScopes: { admin: true },
+    description: 'The audit trail in chain order; resume from any cursor without gaps or duplicates',
+    resolve: (_root, args, context) =>
+      resolveCursorConnection<Promise<AuditEvent[]>>(
+        {
+          args,
+          toCursor: (event) => encodeCursor(CURSOR_KIND, event.seq),
+          defaultSize: PAGE_SIZE.default,
+          maxSize: PAGE_SIZE.max,
+        },
+        async ({ before, after, limit, inverted }): Promise<AuditEvent[]> => {
+          const seq: Record<string, string> = {};
+          if (after) seq.$gt = decodeCursor(CURSOR_KIND, after);
+          if (before) seq.$lt = decodeCursor(CURSOR_KIND, before);
+          return context.em.find(AuditEvent, Object.keys(seq).length ? { seq } : {}, {
+            orderBy: { seq: inverted ? 'desc' : 'asc' },
+            limit,
+          });
+        },
+      ),
+  }),
+);
+
+builder.subscriptionField('auditEvents', (t) =>
+  t.field({
+    type: AuditEventRef,
+    authScopes: { admin: true },
+    description: 'Each audit event as it is committed',
+    subscribe: (_root, _args, context) => context.services.pubsub.subscribe('audit.recorded'),
+    resolve: (event) => event,
+  }),
+);

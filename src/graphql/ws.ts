@@ -1,0 +1,116 @@
+import type { Server } from 'node:http';
+import type { ExecutionArgs, GraphQLSchema, execute, parse, subscribe, validate } from 'graphql';
+import { CloseCode } from 'graphql-ws';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer } from 'ws';
+import type { Viewer } from '../auth/token.service.js';
+import type { Services } from '../services.js';
+import type { FleetYoga } from './yoga.js';
+
+/** How often an open socket re-checks that its token is still valid (revocation, expiry). */
+const TOKEN_RECHECK_MS = 2_000;
+/** RFC: graphql-ws closes with 4408 when connection_init does not arrive in time. */
+const CONNECTION_INIT_TIMEOUT_MS = 5_000;
+
+interface ConnectionExtra extends Record<PropertyKey, unknown> {
+  viewer?: Viewer;
+  recheck?: NodeJS.Timeout;
+}
+
+/**
+ * GraphQL over WebSocket (graphql-transport-ws) on `/graphql`, sharing yoga's schema, plugins and
+ * context factory. Authentication happens once, in connection_init (`authorization` in the payload);
+ * a missing or bad token closes the socket with 4403 before any operation runs.
+ */
+export function attachGraphQLWebSocket(
+  servers: Server[],
+  yoga: FleetYoga,
+  services: Services,
+): () => Promise<void> {
+  const logger = services.logger.child({ component: 'graphql-ws' });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
+  for (const server of servers) {
+    server.on('upgrade', (request, socket, head) => {
+      const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+      if (path !== yoga.graphqlEndpoint) {
+        socket.destroy();
+        return;
+      }
+      wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+    });
+  }
+
+  const disposable = useServer<Record<string, unknown>, ConnectionExtra>(
+    {
+      connectionInitWaitTimeout: CONNECTION_INIT_TIMEOUT_MS,
+      // onSubscribe below puts yoga's enveloped execute/subscribe in rootValue.
+      execute: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).execute(args),
+      subscribe: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).subscribe(args),
+      onConnect: async (ctx) => {
+        const raw = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
+        const token = typeof raw === 'string' ? raw.replace(/^Bearer\s+/i, '').trim() : '';
+        const em = services.database.orm.em.fork();
+        const viewer = token ? await services.tokens.authenticate(em, token) : null;
+        if (!viewer) {
+          logger.info({ reason: token ? 'invalid token' : 'no token' }, 'graphql-ws connection refused');
+          return false; // graphql-ws closes with 4403 Forbidden
+        }
+        ctx.extra.viewer = viewer;
+        // A revoked or expired token must not keep a live feed: re-check and close with 4403.
+        ctx.extra.recheck = setInterval(() => {
+          services.tokens
+            .stillValid(services.database.orm.em.fork(), viewer)
+            .then((valid) => {
+              if (!valid) ctx.extra.socket.close(CloseCode.Forbidden, 'Forbidden');
+            })
+            .catch((error: unknown) => logger.warn({ err: error }, 'token re-check failed'));
+        }, TOKEN_RECHECK_MS);
+        ctx.extra.recheck.unref();
+        return true;
+      },
+      onClose: (ctx) => {
+        if (ctx.extra.recheck) clearInterval(ctx.extra.recheck);
+      },
+      onSubscribe: async (ctx, _id, payload) => {
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          req: ctx.extra.request,
+          viewer: ctx.extra.viewer,
+          params: payload,
+          request: new Request('http://localhost/graphql', { method: 'POST' }),
+        }) as Enveloped;
+        const document = parse(payload.query);
+        const errors = validate(schema, document);
+        if (errors.length > 0) return errors;
+        const args: ExecutionArgs = {
+          schema,
+          operationName: payload.operationName ?? null,
+          document,
+          variableValues: payload.variables ?? null,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe },
+        };
+        return args;
+      },
+    },
+    wss,
+  );
+
+  return async () => {
+    for (const client of wss.clients) client.close(1001, 'Server shutting down');
+    await disposable.dispose();
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+  };
+}
+
+interface EnvelopedRoot {
+  execute: typeof execute;
+  subscribe: typeof subscribe;
+}
+
+/** What yoga's getEnveloped hands back (its own typing is loose). */
+interface Enveloped extends EnvelopedRoot {
+  schema: GraphQLSchema;
+  parse: typeof parse;
+  validate: typeof validate;
+  contextFactory: () => Promise<unknown>;
+}

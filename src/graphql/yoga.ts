@@ -1,0 +1,57 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GraphQLError } from 'graphql';
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { bearerFrom, type Viewer } from '../auth/token.service.js';
+import type { Services } from '../services.js';
+import type { GraphQLContext } from './context.js';
+import { schema } from './schema.js';
+
+export interface ServerContext {
+  req?: IncomingMessage;
+  res?: ServerResponse;
+  /** Set by the WebSocket transport, which authenticates once at connection_init. */
+  viewer?: Viewer;
+}
+
+export type FleetYoga = YogaServerInstance<ServerContext, GraphQLContext>;
+
+export function unauthenticated(): GraphQLError {
+  return new GraphQLError('Authentication required: send Authorization: Bearer <token>', {
+    extensions: { code: 'UNAUTHENTICATED', http: { status: 401, headers: { 'WWW-Authenticate': 'Bearer' } } },
+  });
+}
+
+export function createGraphQLServer(services: Services, options: { graphiql: boolean }): FleetYoga {
+  const logger = services.logger.child({ component: 'graphql' });
+  return createYoga<ServerContext, GraphQLContext>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    graphiql: options.graphiql ? { subscriptionsProtocol: 'WS', title: 'fleetproof' } : false,
+    landingPage: false,
+    logging: logger,
+    maskedErrors: {
+      // Unexpected errors reach the client as a correlation id that finds the full error in the logs.
+      maskError: (error, message) => {
+        const original = error instanceof GraphQLError ? error.originalError : error;
+        if (error instanceof GraphQLError && !original) return error;
+        if (error instanceof GraphQLError && original instanceof GraphQLError) return original;
+        const correlationId = randomUUID();
+        logger.error({ err: original ?? error, correlationId }, 'unexpected error in GraphQL operation');
+        return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR', correlationId } });
+      },
+    },
+    context: async ({ request, viewer: wsViewer }) => {
+      const em = services.database.orm.em.fork();
+      const viewer =
+        wsViewer ??
+        (await (async () => {
+          const token = bearerFrom(request.headers.get('authorization'));
+          return token ? services.tokens.authenticate(em, token) : null;
+        })());
+      // Nothing but this error for an unauthenticated caller: not even the schema's shape.
+      if (!viewer) throw unauthenticated();
+      return { em, viewer, services, requestId: request.headers.get('x-request-id') ?? randomUUID() };
+    },
+  });
+}

@@ -1,0 +1,131 @@
+import 'reflect-metadata';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createPubSub } from 'graphql-yoga';
+import { buildApp, type RunningApp } from './app.js';
+import { AuditService } from './audit/audit.service.js';
+import { TokenService } from './auth/token.service.js';
+import type { Config } from './config.js';
+import { migrate, openDatabase } from './db/database.js';
+import { createServiceMqttClient, startEmbeddedBroker, type EmbeddedBroker } from './mqtt/index.js';
+import type { Logger } from './observability/logger.js';
+import { createMetrics } from './observability/metrics.js';
+import { loadOrCreateCertificateAuthority } from './pki/index.js';
+import type { AppPubSub, Services } from './services.js';
+import { systemClock, type Clock } from './shared/clock.js';
+import { TransactionRunner } from './shared/transaction.js';
+import { VERSION } from './version.js';
+
+export interface Running {
+  readonly app: RunningApp;
+  readonly services: Services;
+  stop(): Promise<void>;
+}
+
+/** Opens the database (migrating it) and builds the domain services; no listeners. */
+export async function createServices(
+  config: Config,
+  logger: Logger,
+  clock: Clock = systemClock,
+): Promise<Services> {
+  const metrics = createMetrics();
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  try {
+    const applied = await migrate(database.orm);
+    if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
+    const ca = await loadOrCreateCertificateAuthority({
+      dir: path.join(config.dataDir, 'pki'),
+      ...(config.caPassphrase ? { passphrase: config.caPassphrase } : {}),
+      logger,
+      crlUrl: `https://${config.publicHosts[0] ?? '127.0.0.1'}:${config.httpsPort}/api/v1/cps/crl`,
+    });
+    const pubsub: AppPubSub = createPubSub();
+    const transactions = new TransactionRunner(pubsub);
+    const audit = new AuditService(clock, (action) => metrics.auditEvents.inc({ action }));
+    return {
+      clock,
+      logger,
+      metrics,
+      database,
+      ca,
+      pubsub,
+      transactions,
+      audit,
+      tokens: new TokenService(audit, transactions, clock),
+      serviceInfo: { version: VERSION, database: database.kind, rootCaFingerprint: ca.rootFingerprintSha256 },
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}
+
+/** The composition root: config -> database -> CA -> services -> broker -> listeners. */
+export async function startService(
+  config: Config,
+  logger: Logger,
+  clock: Clock = systemClock,
+): Promise<Running> {
+  const services = await createServices(config, logger, clock);
+  let broker: EmbeddedBroker | undefined;
+  try {
+    const server = await services.ca.issueServerCertificate({
+      commonName: config.publicHosts[0] ?? 'localhost',
+      dnsNames: config.publicHosts.filter((host) => !isIpAddress(host)),
+      ipAddresses: config.publicHosts.filter(isIpAddress),
+    });
+    const serviceClient = await services.ca.issueServiceClientCertificate('fleetproof-service');
+    const trustPems = [services.ca.rootPem, services.ca.issuingPem];
+    if (!config.mqttUrl) {
+      broker = await startEmbeddedBroker({
+        host: config.httpHost,
+        port: config.mqttPort,
+        tls: {
+          keyPem: server.privateKeyPem,
+          certPem: server.certificatePem + server.chainPem,
+          caPems: trustPems,
+        },
+        logger: logger.child({ component: 'mqtt-broker' }),
+      });
+    }
+    const extraCa = config.mqttCaFile ? [await readFile(config.mqttCaFile, 'utf8')] : [];
+    const mqttClient = createServiceMqttClient({
+      url: config.mqttUrl ?? `mqtts://127.0.0.1:${broker!.port}`,
+      tls: {
+        keyPem: serviceClient.privateKeyPem,
+        certPem: serviceClient.certificatePem + serviceClient.chainPem,
+        caPems: [...trustPems, ...extraCa],
+      },
+      clientId: `fleetproof-service-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+      logger: logger.child({ component: 'mqtt-client' }),
+      ...(broker ? { protocolVersion: 4 as const } : {}),
+    });
+    const app = await buildApp({
+      config,
+      services,
+      tls: {
+        certificatePem: server.certificatePem,
+        privateKeyPem: server.privateKeyPem,
+        chainPem: server.chainPem,
+        trustPems,
+      },
+      mqtt: { client: mqttClient, broker },
+    }).start();
+    return {
+      app,
+      services,
+      async stop() {
+        await app.stop();
+        await services.database.close();
+      },
+    };
+  } catch (error) {
+    await broker?.close();
+    await services.database.close();
+    throw error;
+  }
+}
+
+function isIpAddress(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+}

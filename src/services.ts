@@ -1,0 +1,26 @@
+import type { PubSub } from 'graphql-yoga';
+import type { AuditService } from './audit/audit.service.js';
+import type { TokenService } from './auth/token.service.js';
+import type { Database } from './db/database.js';
+import type { Logger } from './observability/logger.js';
+import type { Metrics } from './observability/metrics.js';
+import type { CertificateAuthority } from './pki/index.js';
+import type { Clock } from './shared/clock.js';
+import type { AppEvents } from './shared/events.js';
+import type { TransactionRunner } from './shared/transaction.js';
+
+export type AppPubSub = PubSub<{ [K in keyof AppEvents]: [AppEvents[K]] }>;
+
+/** The domain services and ports, built once in main.ts and handed to every adapter. */
+export interface Services {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly database: Database;
+  readonly ca: CertificateAuthority;
+  readonly pubsub: AppPubSub;
+  readonly transactions: TransactionRunner;
+  readonly audit: AuditService;
+  readonly tokens: TokenService;
+  readonly serviceInfo: { version: string; database: string; rootCaFingerprint: string };
+}

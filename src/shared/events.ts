@@ -1,0 +1,23 @@
+/**
+ * Application events, published after the transaction that caused them commits. The map is the one
+ * contract between domains (publishers) and transports (GraphQL subscriptions). The bus behind it is
+ * in-process today and must be swappable for Redis when several instances run, so payloads are plain
+ * JSON-serialisable objects, never entities.
+ */
+export interface AppEvents {
+  'audit.recorded': AuditRecordedEvent;
+}
+
+export interface AuditRecordedEvent {
+  seq: string;
+  occurredAt: string;
+  actor: string;
+  action: string;
+  subject: string;
+  details: Record<string, unknown>;
+  hash: string;
+}
+
+export interface EventPublisher {
+  publish<K extends keyof AppEvents>(topic: K, payload: AppEvents[K]): void;
+}
