@@ -1,5 +1,6 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261123000000_platform } from './Migration20261123000000_platform.js';
+import { Migration20261123010000_enrollment } from './Migration20261123010000_enrollment.js';
 
 /**
  * The migrations in order. Listed explicitly (not globbed) so the same list works from compiled
@@ -7,4 +8,5 @@ import { Migration20261123000000_platform } from './Migration20261123000000_plat
  */
 export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123000000_platform', class: Migration20261123000000_platform },
+  { name: 'Migration20261123010000_enrollment', class: Migration20261123010000_enrollment },
 ];

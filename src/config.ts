@@ -48,6 +48,12 @@ const configSchema = z.object({
   /** GraphiQL and introspection; default on outside production. */
   FLEETPROOF_GRAPHIQL: booleanFlag.optional(),
   FLEETPROOF_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  /** Validity of device certificates: short-lived operational identities. */
+  FLEETPROOF_CERT_VALIDITY_DAYS: z.coerce.number().int().min(1).max(825).default(30),
+  /** RFC 7030 3.5: refuse every CSR that does not carry the TLS channel binding. */
+  FLEETPROOF_EST_REQUIRE_CHANNEL_BINDING: booleanFlag.default(false),
+  FLEETPROOF_OTT_RATE_PER_DEVICE: z.coerce.number().int().positive().default(5),
+  FLEETPROOF_OTT_RATE_PER_ADDRESS: z.coerce.number().int().positive().default(60),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -67,6 +73,12 @@ export interface Config {
   readonly logLevel: RawConfig['LOG_LEVEL'];
   readonly graphiql: boolean;
   readonly shutdownTimeoutMs: number;
+  readonly enrollment: {
+    readonly certificateValidityDays: number;
+    readonly requireChannelBinding: boolean;
+    readonly ottRatePerDevice: number;
+    readonly ottRatePerAddress: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -111,6 +123,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: raw.LOG_LEVEL,
     graphiql: raw.FLEETPROOF_GRAPHIQL ?? !production,
     shutdownTimeoutMs: raw.FLEETPROOF_SHUTDOWN_TIMEOUT_MS,
+    enrollment: {
+      certificateValidityDays: raw.FLEETPROOF_CERT_VALIDITY_DAYS,
+      requireChannelBinding: raw.FLEETPROOF_EST_REQUIRE_CHANNEL_BINDING,
+      ottRatePerDevice: raw.FLEETPROOF_OTT_RATE_PER_DEVICE,
+      ottRatePerAddress: raw.FLEETPROOF_OTT_RATE_PER_ADDRESS,
+    },
   };
 }
 

@@ -5,6 +5,14 @@ import { createPubSub } from 'graphql-yoga';
 import { buildApp, type RunningApp } from './app.js';
 import { AuditService } from './audit/audit.service.js';
 import { TokenService } from './auth/token.service.js';
+import { CaseService } from './cases/case.service.js';
+import { CrlService } from './certificates/crl.service.js';
+import { InventoryService } from './devices/inventory.service.js';
+import { DeviceLifecycleService } from './enrollment/device-lifecycle.service.js';
+import { EnrollmentService } from './enrollment/enrollment.service.js';
+import { DEFAULT_ENROLLMENT_SETTINGS, type EnrollmentSettings } from './enrollment/enrollment.settings.js';
+import { OttService } from './enrollment/ott.service.js';
+import { RateLimiter } from './ratelimit/rate-limiter.js';
 import type { Config } from './config.js';
 import { migrate, openDatabase } from './db/database.js';
 import { createServiceMqttClient, startEmbeddedBroker, type EmbeddedBroker } from './mqtt/index.js';
@@ -42,6 +50,18 @@ export async function createServices(
     const pubsub: AppPubSub = createPubSub();
     const transactions = new TransactionRunner(pubsub);
     const audit = new AuditService(clock, (action) => metrics.auditEvents.inc({ action }));
+    const enrollmentSettings: EnrollmentSettings = {
+      ...DEFAULT_ENROLLMENT_SETTINGS,
+      certificateValidityDays: config.enrollment.certificateValidityDays,
+      requireChannelBinding: config.enrollment.requireChannelBinding,
+      ottRateLimit: {
+        ...DEFAULT_ENROLLMENT_SETTINGS.ottRateLimit,
+        perDevice: config.enrollment.ottRatePerDevice,
+        perAddress: config.enrollment.ottRatePerAddress,
+      },
+    };
+    const cases = new CaseService(audit, clock);
+    const crl = new CrlService(ca, clock);
     return {
       clock,
       logger,
@@ -52,6 +72,13 @@ export async function createServices(
       transactions,
       audit,
       tokens: new TokenService(audit, transactions, clock),
+      inventory: new InventoryService(audit, transactions, clock),
+      otts: new OttService(audit, transactions, new RateLimiter(clock), clock, enrollmentSettings),
+      enrollment: new EnrollmentService(ca, audit, transactions, clock, enrollmentSettings),
+      lifecycle: new DeviceLifecycleService(audit, cases, crl, transactions, clock),
+      crl,
+      cases,
+      enrollmentSettings,
       serviceInfo: { version: VERSION, database: database.kind, rootCaFingerprint: ca.rootFingerprintSha256 },
     };
   } catch (error) {

@@ -1,6 +1,13 @@
 import type { PubSub } from 'graphql-yoga';
 import type { AuditService } from './audit/audit.service.js';
 import type { TokenService } from './auth/token.service.js';
+import type { CaseService } from './cases/case.service.js';
+import type { CrlService } from './certificates/crl.service.js';
+import type { InventoryService } from './devices/inventory.service.js';
+import type { DeviceLifecycleService } from './enrollment/device-lifecycle.service.js';
+import type { EnrollmentService } from './enrollment/enrollment.service.js';
+import type { EnrollmentSettings } from './enrollment/enrollment.settings.js';
+import type { OttService } from './enrollment/ott.service.js';
 import type { Database } from './db/database.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
@@ -22,5 +29,12 @@ export interface Services {
   readonly transactions: TransactionRunner;
   readonly audit: AuditService;
   readonly tokens: TokenService;
+  readonly inventory: InventoryService;
+  readonly otts: OttService;
+  readonly enrollment: EnrollmentService;
+  readonly lifecycle: DeviceLifecycleService;
+  readonly crl: CrlService;
+  readonly cases: CaseService;
+  readonly enrollmentSettings: EnrollmentSettings;
   readonly serviceInfo: { version: string; database: string; rootCaFingerprint: string };
 }

@@ -1,5 +1,22 @@
 import { ApiTokenSchema } from '../auth/api-token.entity.js';
 import { AuditEventSchema } from '../audit/audit-event.entity.js';
+import { CaseSchema } from '../cases/case.entity.js';
+import { CrlRecordSchema } from '../certificates/crl.entity.js';
+import { DeviceCertificateSchema } from '../certificates/device-certificate.entity.js';
+import { DeviceSchema } from '../devices/device.entity.js';
+import { EnrollmentGroupSchema } from '../enrollment/enrollment-group.entity.js';
+import { EnrollmentTokenSchema } from '../enrollment/enrollment-token.entity.js';
+import { RateLimitWindowSchema } from '../ratelimit/rate-limit.entity.js';
 
 /** Every entity the ORM knows; a domain adds its schemas here. */
-export const entities = [AuditEventSchema, ApiTokenSchema];
+export const entities = [
+  AuditEventSchema,
+  ApiTokenSchema,
+  DeviceSchema,
+  DeviceCertificateSchema,
+  CrlRecordSchema,
+  EnrollmentTokenSchema,
+  EnrollmentGroupSchema,
+  CaseSchema,
+  RateLimitWindowSchema,
+];

@@ -3,24 +3,12 @@
  * table for device makers). Builders, the parser and the broker's access rules are all derived from it.
  */
 
-/**
- * Device ids (and site ids) become single topic levels and, for devices, the MQTT client id.
- * - no `/`: an id with a level separator would address another device's topic
- *   (`cps/telemetry/a/b` vs device `a`), so the broker's ownership check could be sidestepped;
- * - no `+` or `#`: a device named `+` subscribing to "its own" challenge topic would hold a wildcard
- *   over every device's challenges;
- * - first character alphanumeric: no leading `$` (broker-reserved topics, MQTT-4.7.2-1) and no
- *   empty level; ASCII only, so no NUL or look-alike Unicode ids (MQTT-1.5.3-2);
- * - at most 128 characters keeps topics and client ids bounded.
- */
-export const DEVICE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+import { DEVICE_ID_PATTERN, isValidDeviceId } from '../shared/identifiers.js';
+
+export { DEVICE_ID_PATTERN, isValidDeviceId };
 
 /** Site ids are topic levels too; same rules and the same reasons as device ids. */
 export const SITE_ID_PATTERN = DEVICE_ID_PATTERN;
-
-export function isValidDeviceId(id: string): boolean {
-  return DEVICE_ID_PATTERN.test(id);
-}
 
 export function isValidSiteId(id: string): boolean {
   return SITE_ID_PATTERN.test(id);

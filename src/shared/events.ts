@@ -6,6 +6,22 @@
  */
 export interface AppEvents {
   'audit.recorded': AuditRecordedEvent;
+  /** A device's status or lifecycle state changed. */
+  'device.changed': DeviceChangedEvent;
+  /** A device's certificates were revoked: brokers drop its connections. */
+  'device.revoked': { deviceId: string; serials: string[] };
+}
+
+export interface DeviceChangedEvent {
+  deviceId: string;
+  change: string;
+  attestationStatus: string;
+  enrollmentState: string;
+  previousAttestationStatus: string | null;
+  siteId: string | null;
+  occurredAt: string;
+  actor: string;
+  reason: string | null;
 }
 
 export interface AuditRecordedEvent {

@@ -54,7 +54,16 @@ describe('migrations', () => {
         const url = new URL(process.env.DATABASE_URL!);
         url.pathname = `/${name}`;
         const tables = await migrateUpDownUp(url.toString());
-        expect(tables).toEqual(expect.arrayContaining(['api_token', 'audit_event', 'mikro_orm_migrations']));
+        expect(tables).toEqual(
+          expect.arrayContaining([
+            'api_token',
+            'audit_event',
+            'device',
+            'device_certificate',
+            'enrollment_token',
+            'mikro_orm_migrations',
+          ]),
+        );
       } finally {
         await admin.query(`drop database if exists ${name} with (force)`);
         await admin.end();
@@ -67,7 +76,16 @@ describe('migrations', () => {
     const embedded = await startEmbeddedPostgres(dir, logger, 4);
     try {
       const tables = await migrateUpDownUp(embedded.url);
-      expect(tables).toEqual(expect.arrayContaining(['api_token', 'audit_event', 'mikro_orm_migrations']));
+      expect(tables).toEqual(
+        expect.arrayContaining([
+          'api_token',
+          'audit_event',
+          'device',
+          'device_certificate',
+          'enrollment_token',
+          'mikro_orm_migrations',
+        ]),
+      );
     } finally {
       await embedded.stop();
       await rm(dir, { recursive: true, force: true });

@@ -1,0 +1,178 @@
+import { randomUUID } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { AuditService } from '../audit/audit.service.js';
+import type { Clock } from '../shared/clock.js';
+import { ConflictError, DeviceNotFoundError, ValidationError } from '../shared/errors.js';
+import type { Tx, TransactionRunner } from '../shared/transaction.js';
+import { Device } from './device.entity.js';
+import { parseRegistration, type DeviceRegistrationInput } from './device-input.js';
+
+export type RegistrationOutcome = 'created' | 'updated' | 'unchanged' | 're-registered';
+
+export interface ImportRowResult {
+  row: number;
+  deviceId: string | null;
+  outcome: RegistrationOutcome | 'error';
+  error?: { field: string; message: string };
+}
+
+/** Rows committed per transaction in an import: large enough to be fast, small enough to not hold locks long. */
+const IMPORT_BATCH = 500;
+
+/**
+ * The inventory of expected devices, kept by facilities. Registering an id that exists updates its
+ * attributes; registering a revoked or rejected device again is what allows it to re-enroll.
+ */
+export class InventoryService {
+  constructor(
+    private readonly audit: AuditService,
+    private readonly transactions: TransactionRunner,
+    private readonly clock: Clock,
+  ) {}
+
+  async register(
+    em: EntityManager,
+    input: unknown,
+    actor: string,
+  ): Promise<{ device: Device; outcome: RegistrationOutcome }> {
+    const row = parseRegistration(input);
+    return this.transactions.run(em, async (tx) => {
+      const outcome = await this.apply(tx, row, actor);
+      return { device: outcome.device, outcome: outcome.outcome };
+    });
+  }
+
+  /**
+   * A vendor list: each batch commits on its own, rows that fail validation or conflict are reported
+   * and skipped, and importing the same list again changes nothing (every row `unchanged`).
+   */
+  async import(
+    em: EntityManager,
+    rows: readonly unknown[],
+    actor: string,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<ImportRowResult[]> {
+    const results: ImportRowResult[] = [];
+    for (let start = 0; start < rows.length; start += IMPORT_BATCH) {
+      const batch = rows.slice(start, start + IMPORT_BATCH);
+      const batchResults = await this.transactions.run(em.fork(), async (tx) => {
+        const out: ImportRowResult[] = [];
+        const counts: Record<string, number> = {};
+        for (const [offset, raw] of batch.entries()) {
+          const rowNumber = start + offset + 1;
+          const deviceId =
+            typeof (raw as { device_id?: unknown })?.device_id === 'string'
+              ? (raw as { device_id: string }).device_id
+              : null;
+          try {
+            const row = parseRegistration(raw);
+            // A savepoint per row: one conflicting row must not abort the batch's transaction.
+            const { outcome } = await tx.em.transactional((inner) =>
+              this.apply({ em: inner, emit: (topic, payload) => tx.emit(topic, payload) }, row, actor, false),
+            );
+            out.push({ row: rowNumber, deviceId: row.device_id, outcome });
+            counts[outcome] = (counts[outcome] ?? 0) + 1;
+          } catch (error) {
+            if (!(error instanceof ValidationError || error instanceof ConflictError)) throw error;
+            out.push({
+              row: rowNumber,
+              deviceId,
+              outcome: 'error',
+              error: {
+                field: error instanceof ValidationError ? error.field : 'device_id',
+                message: error.message,
+              },
+            });
+            counts.error = (counts.error ?? 0) + 1;
+          }
+        }
+        await this.audit.record(tx, {
+          actor,
+          action: 'inventory.imported',
+          subject: 'inventory',
+          details: { firstRow: start + 1, rows: batch.length, ...counts },
+        });
+        return out;
+      });
+      results.push(...batchResults);
+      onProgress?.(results.length, rows.length);
+    }
+    return results;
+  }
+
+  async get(em: EntityManager, deviceId: string): Promise<Device> {
+    const device = await em.findOne(Device, { deviceId });
+    if (!device) throw new DeviceNotFoundError(deviceId);
+    return device;
+  }
+
+  private async apply(
+    tx: Tx,
+    row: DeviceRegistrationInput,
+    actor: string,
+    auditEach = true,
+  ): Promise<{ device: Device; outcome: RegistrationOutcome }> {
+    const now = this.clock.now();
+    const existing = await tx.em.findOne(Device, { deviceId: row.device_id });
+    const attributes = {
+      type: row.device_type,
+      model: row.model ?? null,
+      siteId: row.site ?? null,
+      criticality: row.criticality ?? 'standard',
+      expectedCdiCommitment: row.expected_cdi_commitment ?? null,
+      expectedSpkiSha256: row.expected_spki_sha256 ?? null,
+      goldenFirmwareHash: row.golden_firmware_hash ?? null,
+    } as const;
+
+    let device: Device;
+    let outcome: RegistrationOutcome;
+    if (!existing) {
+      device = Object.assign(new Device(), attributes, {
+        id: randomUUID(),
+        deviceId: row.device_id,
+        registeredAt: now,
+        updatedAt: now,
+      });
+      tx.em.persist(device);
+      outcome = 'created';
+    } else if (existing.enrollmentState === 'REVOKED' || existing.enrollmentState === 'REJECTED') {
+      // Facilities vouch for the device again: it may request a fresh token and enroll anew.
+      device = Object.assign(existing, attributes, {
+        enrollmentState: 'REGISTERED',
+        attestationStatus: 'PENDING',
+        cdiCommitment: null,
+        nextChallengeAt: null,
+        registeredAt: now,
+        updatedAt: now,
+      });
+      outcome = 're-registered';
+    } else {
+      const changed = (Object.keys(attributes) as Array<keyof typeof attributes>).filter(
+        (key) => existing[key] !== attributes[key],
+      );
+      if (changed.length === 0) return { device: existing, outcome: 'unchanged' };
+      const identityFields = changed.filter(
+        (key) => key === 'expectedCdiCommitment' || key === 'expectedSpkiSha256',
+      );
+      // Rewriting the expected identity of an enrolled device would let a different part take its place.
+      if (identityFields.length > 0 && existing.enrollmentState !== 'REGISTERED') {
+        throw new ConflictError(
+          `device ${row.device_id} is enrolled; its expected identity cannot change (revoke and re-register it)`,
+          'identity-locked',
+        );
+      }
+      device = Object.assign(existing, attributes, { updatedAt: now });
+      outcome = 'updated';
+    }
+    await tx.em.flush();
+    if (auditEach) {
+      await this.audit.record(tx, {
+        actor,
+        action: `device.${outcome}`,
+        subject: `device:${device.deviceId}`,
+        details: { type: device.type, site: device.siteId, criticality: device.criticality },
+      });
+    }
+    return { device, outcome };
+  }
+}

@@ -1,0 +1,340 @@
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { AuditService } from '../audit/audit.service.js';
+import { DeviceCertificate } from '../certificates/device-certificate.entity.js';
+import { Device } from '../devices/device.entity.js';
+import {
+  PkiError,
+  decodeCsr,
+  pemToDer,
+  sha256Hex,
+  verifyCsr,
+  type CertificateAuthority,
+  type ParsedCsr,
+} from '../pki/index.js';
+import type { Clock } from '../shared/clock.js';
+import { DomainError, ForbiddenError, UnauthenticatedError, ValidationError } from '../shared/errors.js';
+import type { Tx, TransactionRunner } from '../shared/transaction.js';
+import { EnrollmentToken } from './enrollment-token.entity.js';
+import type { EnrollmentSettings } from './enrollment.settings.js';
+import { hashOtt } from './ott.service.js';
+
+/** The TLS channel binding of the connection a CSR arrived on (RFC 9266 tls-exporter, RFC 5929 tls-unique). */
+export interface ChannelBinding {
+  type: 'tls-exporter' | 'tls-unique';
+  value: Buffer;
+}
+
+export interface EnrollRequest {
+  /** The OTT, from `Authorization: Bearer` or HTTP Basic's password. */
+  ott: string | undefined;
+  /** HTTP Basic's user name, when the client sent one: it must name the token's device. */
+  claimedDeviceId?: string | undefined;
+  csr: Buffer | string;
+  channelBinding: ChannelBinding | undefined;
+  clientAddress: string;
+}
+
+export interface ReenrollRequest {
+  /** DER of the TLS client certificate the request was authenticated with. */
+  clientCertificate: Buffer | undefined;
+  csr: Buffer | string;
+  channelBinding: ChannelBinding | undefined;
+  clientAddress: string;
+}
+
+export interface EnrollmentResult {
+  device: Device;
+  certificate: DeviceCertificate;
+  der: Buffer;
+  /** True when this answered a retry with the certificate issued the first time. */
+  replayed: boolean;
+}
+
+/**
+ * Certificate enrollment (RFC 7030 simpleenroll / simplereenroll) as domain rules: which credential
+ * may obtain which certificate. Issuance, token consumption, the certificate row, the device state
+ * and the audit event commit together; any refusal is audited and nothing is issued.
+ */
+export class EnrollmentService {
+  constructor(
+    private readonly ca: CertificateAuthority,
+    private readonly audit: AuditService,
+    private readonly transactions: TransactionRunner,
+    private readonly clock: Clock,
+    private readonly settings: EnrollmentSettings,
+  ) {}
+
+  async enroll(em: EntityManager, request: EnrollRequest): Promise<EnrollmentResult> {
+    let subject = request.claimedDeviceId ? `device:${request.claimedDeviceId}` : 'device:unknown';
+    try {
+      if (!request.ott) throw new UnauthenticatedError('an enrollment token is required', 'token-missing');
+      const token = await em.findOne(EnrollmentToken, { tokenHash: hashOtt(request.ott) });
+      if (!token) throw new UnauthenticatedError('the enrollment token is not valid', 'token-unknown');
+      const device = await em.findOneOrFail(Device, { id: token.deviceRef });
+      subject = `device:${device.deviceId}`;
+      // HTTP Basic names a device: a token must not be spent on behalf of another one.
+      if (request.claimedDeviceId !== undefined && request.claimedDeviceId !== device.deviceId) {
+        throw new UnauthenticatedError(
+          'the enrollment token belongs to another device',
+          'token-device-mismatch',
+        );
+      }
+      const csr = this.readCsr(request.csr);
+      const now = this.clock.now();
+      if (token.state === 'CONSUMED') {
+        // A lost response must not strand the device: the same key within the token's life gets the same certificate.
+        if (token.csrSpkiSha256 === csr.spkiSha256 && now < token.expiresAt && token.certificateId) {
+          const certificate = await em.findOneOrFail(DeviceCertificate, { id: token.certificateId });
+          if (certificate.status === 'ACTIVE') {
+            return { device, certificate, der: pemToDer(certificate.pem), replayed: true };
+          }
+        }
+        throw new UnauthenticatedError('the enrollment token has already been used', 'token-spent');
+      }
+      if (token.state === 'REPLACED')
+        throw new UnauthenticatedError('a newer token replaced this one', 'token-replaced');
+      if (now >= token.expiresAt)
+        throw new UnauthenticatedError('the enrollment token has expired', 'token-expired');
+      this.checkCsrForDevice(csr, device, request.channelBinding);
+      const commitment = token.cdiCommitment ?? device.expectedCdiCommitment;
+      if (!commitment)
+        throw new ValidationError(
+          'csr',
+          'no CDI commitment is bound to this enrollment',
+          'commitment-unknown',
+        );
+
+      const issued = await this.ca.issueDeviceCertificate({
+        csr,
+        deviceId: device.deviceId,
+        cdiCommitment: commitment,
+        validityDays: this.settings.certificateValidityDays,
+        now,
+      });
+      return await this.transactions.run(em, async (tx) => {
+        // Conditional consumption: of two concurrent requests with one token, exactly one proceeds.
+        const consumed = await tx.em.nativeUpdate(
+          EnrollmentToken,
+          { id: token.id, state: 'OUTSTANDING' },
+          { state: 'CONSUMED', consumedAt: now, csrSpkiSha256: csr.spkiSha256 },
+        );
+        if (consumed !== 1)
+          throw new UnauthenticatedError('the enrollment token has already been used', 'token-spent');
+        const lockedDevice = await tx.em.findOneOrFail(Device, { id: device.id });
+        const certificate = this.recordCertificate(tx, lockedDevice, issued, token.id);
+        await tx.em.nativeUpdate(EnrollmentToken, { id: token.id }, { certificateId: certificate.id });
+        Object.assign(lockedDevice, {
+          enrollmentState: 'ENROLLED',
+          attestationStatus: 'PENDING',
+          cdiCommitment: commitment,
+          firmwareVersion: token.firmwareVersion ?? lockedDevice.firmwareVersion,
+          firmwareHash: token.firmwareHash ?? lockedDevice.firmwareHash,
+          updatedAt: now,
+        });
+        await tx.em.flush();
+        await this.audit.record(tx, {
+          actor: `device:${device.deviceId}@${request.clientAddress}`,
+          action: 'device.enrolled',
+          subject,
+          details: {
+            serial: issued.serialHex,
+            keyType: csr.key.kind,
+            notAfter: issued.notAfter.toISOString(),
+            method: 'ott',
+          },
+        });
+        this.emitChanged(tx, lockedDevice, 'enrolled', 'PENDING', `device:${device.deviceId}`);
+        return { device: lockedDevice, certificate, der: issued.der, replayed: false };
+      });
+    } catch (error) {
+      await this.auditRefusal(em, error, 'enrollment.refused', subject, request.clientAddress);
+      throw error;
+    }
+  }
+
+  /** RFC 7030 4.2.2: renew or re-key with the current certificate as the credential. */
+  async reenroll(em: EntityManager, request: ReenrollRequest): Promise<EnrollmentResult> {
+    let subject = 'device:unknown';
+    try {
+      if (!request.clientCertificate) {
+        throw new UnauthenticatedError(
+          're-enrollment needs the current certificate as TLS client certificate',
+          'client-certificate-required',
+        );
+      }
+      const chain = this.ca.verifyChain(request.clientCertificate, this.clock.now());
+      if (!chain.ok) {
+        throw new UnauthenticatedError(
+          `the client certificate is not valid (${chain.reason})`,
+          'client-certificate-invalid',
+        );
+      }
+      const fingerprint = sha256Hex(request.clientCertificate);
+      const current = await em.findOne(DeviceCertificate, { fingerprintSha256: fingerprint });
+      if (!current)
+        throw new UnauthenticatedError(
+          'the client certificate was not issued to a device',
+          'client-certificate-unknown',
+        );
+      const device = await em.findOneOrFail(Device, { id: current.deviceRef });
+      subject = `device:${device.deviceId}`;
+      // Only the live identity may renew itself: a revoked or superseded key must not buy a new one.
+      if (current.status !== 'ACTIVE') {
+        throw new ForbiddenError(
+          `the client certificate is ${current.status.toLowerCase()}`,
+          'client-certificate-not-current',
+        );
+      }
+      if (device.enrollmentState !== 'ENROLLED' && device.enrollmentState !== 'APPROVED') {
+        throw new ForbiddenError(
+          `device ${device.deviceId} is ${device.enrollmentState.toLowerCase()}`,
+          'device-not-enrolled',
+        );
+      }
+      const csr = this.readCsr(request.csr);
+      this.checkCsrForDevice(csr, device, request.channelBinding);
+      const now = this.clock.now();
+      const issued = await this.ca.issueDeviceCertificate({
+        csr,
+        deviceId: device.deviceId,
+        cdiCommitment: device.cdiCommitment!,
+        validityDays: this.settings.certificateValidityDays,
+        now,
+      });
+      return await this.transactions.run(em, async (tx) => {
+        const superseded = await tx.em.nativeUpdate(
+          DeviceCertificate,
+          { id: current.id, status: 'ACTIVE' },
+          { status: 'SUPERSEDED' },
+        );
+        if (superseded !== 1)
+          throw new ForbiddenError(
+            'the client certificate is no longer current',
+            'client-certificate-not-current',
+          );
+        const lockedDevice = await tx.em.findOneOrFail(Device, { id: device.id });
+        const certificate = this.recordCertificate(tx, lockedDevice, issued, null);
+        lockedDevice.updatedAt = now;
+        await tx.em.flush();
+        await this.audit.record(tx, {
+          actor: `device:${device.deviceId}@${request.clientAddress}`,
+          action: 'device.reenrolled',
+          subject,
+          details: {
+            serial: issued.serialHex,
+            previousSerial: current.serialHex,
+            rekeyed: current.spkiSha256 !== issued.spkiSha256,
+          },
+        });
+        return { device: lockedDevice, certificate, der: issued.der, replayed: false };
+      });
+    } catch (error) {
+      await this.auditRefusal(em, error, 'reenrollment.refused', subject, request.clientAddress);
+      throw error;
+    }
+  }
+
+  private readCsr(body: Buffer | string): ParsedCsr {
+    try {
+      const csr = decodeCsr(body);
+      verifyCsr(csr);
+      return csr;
+    } catch (error) {
+      if (error instanceof PkiError) {
+        throw new ValidationError('csr', error.message, error.code.toLowerCase().replaceAll('_', '-'));
+      }
+      throw error;
+    }
+  }
+
+  private checkCsrForDevice(csr: ParsedCsr, device: Device, binding: ChannelBinding | undefined): void {
+    if (csr.commonName !== device.deviceId) {
+      throw new ValidationError('csr', `the CSR subject CN must be ${device.deviceId}`, 'csr-cn-mismatch');
+    }
+    // The chip vendor's key list is what tells a genuine part from an overproduced or cloned one.
+    if (device.expectedSpkiSha256 && device.expectedSpkiSha256 !== csr.spkiSha256) {
+      throw new ForbiddenError('the CSR key is not the key registered for this device', 'key-not-registered');
+    }
+    this.checkChannelBinding(csr, binding);
+  }
+
+  /**
+   * RFC 7030 3.5 with RFC 9266: the CSR's challengePassword carries base64 of the TLS channel binding,
+   * proving the CSR was made for this TLS session and not relayed from another one.
+   */
+  private checkChannelBinding(csr: ParsedCsr, binding: ChannelBinding | undefined): void {
+    if (csr.challengePassword === undefined) {
+      if (this.settings.requireChannelBinding) {
+        throw new ValidationError(
+          'csr',
+          'the CSR must carry the TLS channel binding in challengePassword',
+          'channel-binding-required',
+        );
+      }
+      return;
+    }
+    const presented = Buffer.from(csr.challengePassword, 'base64');
+    if (!binding || presented.length !== binding.value.length || !timingSafeEqual(presented, binding.value)) {
+      throw new ValidationError(
+        'csr',
+        `the challengePassword does not match this connection's ${binding?.type ?? 'channel binding'}`,
+        'channel-binding-mismatch',
+      );
+    }
+  }
+
+  private recordCertificate(
+    tx: Tx,
+    device: Device,
+    issued: Awaited<ReturnType<CertificateAuthority['issueDeviceCertificate']>>,
+    tokenId: string | null,
+  ): DeviceCertificate {
+    const certificate = Object.assign(new DeviceCertificate(), {
+      id: randomUUID(),
+      deviceRef: device.id,
+      serialHex: issued.serialHex,
+      fingerprintSha256: issued.fingerprintSha256,
+      spkiSha256: issued.spkiSha256,
+      pem: issued.pem,
+      notBefore: issued.notBefore,
+      notAfter: issued.notAfter,
+      issuedAt: this.clock.now(),
+      enrollmentTokenId: tokenId,
+    });
+    tx.em.persist(certificate);
+    return certificate;
+  }
+
+  private emitChanged(tx: Tx, device: Device, change: string, previous: string | null, actor: string): void {
+    tx.emit('device.changed', {
+      deviceId: device.deviceId,
+      change,
+      attestationStatus: device.attestationStatus,
+      enrollmentState: device.enrollmentState,
+      previousAttestationStatus: previous,
+      siteId: device.siteId,
+      occurredAt: this.clock.now().toISOString(),
+      actor,
+      reason: null,
+    });
+  }
+
+  private async auditRefusal(
+    em: EntityManager,
+    error: unknown,
+    action: string,
+    subject: string,
+    address: string,
+  ): Promise<void> {
+    if (!(error instanceof DomainError)) return;
+    await this.transactions.run(em.fork(), (tx) =>
+      this.audit.record(tx, {
+        actor: `${subject}@${address}`,
+        action,
+        subject,
+        details: { reason: error.reason, message: error.message },
+      }),
+    );
+  }
+}
