@@ -21,10 +21,12 @@ export function parseInventoryFile(text: string, format: InventoryFormat): unkno
 
 function parseCsv(text: string): unknown[] {
   try {
-    const records = parse(text, { columns: true, skip_empty_lines: true, trim: true, bom: true }) as Record<
-      string,
-      string
-    >[];
+    const records = parse<Record<string, string>>(text, {
+      columns: true,
+      skip_empty_lines: true,
+      trim: true,
+      bom: true,
+    });
     // Empty cells mean "not given", not an empty value.
     return records.map((record) =>
       Object.fromEntries(Object.entries(record).filter(([, value]) => value !== '')),
