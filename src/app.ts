@@ -6,6 +6,8 @@ import type { Config } from './config.js';
 import { attachGraphQLWebSocket } from './graphql/ws.js';
 import { createGraphQLServer } from './graphql/yoga.js';
 import type { EmbeddedBroker, ServiceMqttClient } from './mqtt/index.js';
+import { addDeviceRoutes } from './rest/devices.routes.js';
+import { addEstRoutes } from './rest/est.routes.js';
 import { addHealthRoutes, type HealthCheck } from './rest/health.routes.js';
 import { problem, sendProblem } from './rest/problem.js';
 import { Router } from './rest/router.js';
@@ -35,6 +37,8 @@ export function buildApp(deps: AppDeps): App {
   const yoga = createGraphQLServer(services, { graphiql: config.graphiql });
   const router = new Router();
   addHealthRoutes(router, healthChecks(deps), services.metrics);
+  addDeviceRoutes(router, services);
+  addEstRoutes(router, services);
 
   const inFlight = new Set<Promise<void>>();
   const handler = (req: IncomingMessage, res: ServerResponse): void => {

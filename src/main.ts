@@ -19,6 +19,7 @@ import { createServiceMqttClient, startEmbeddedBroker, type EmbeddedBroker } fro
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { loadOrCreateCertificateAuthority } from './pki/index.js';
+import { isCertificateBarred } from './certificates/revocation-check.js';
 import type { AppPubSub, Services } from './services.js';
 import { systemClock, type Clock } from './shared/clock.js';
 import { TransactionRunner } from './shared/transaction.js';
@@ -111,9 +112,13 @@ export async function startService(
           keyPem: server.privateKeyPem,
           certPem: server.certificatePem + server.chainPem,
           caPems: trustPems,
+          serviceIssuerPems: [services.ca.issuingPem],
         },
+        isCertificateRevoked: ({ fingerprintSha256 }) =>
+          isCertificateBarred(services.database.orm.em.fork(), fingerprintSha256),
         logger: logger.child({ component: 'mqtt-broker' }),
       });
+      disconnectRevokedDevices(services, broker);
     }
     const extraCa = config.mqttCaFile ? [await readFile(config.mqttCaFile, 'utf8')] : [];
     const mqttClient = createServiceMqttClient({
@@ -151,6 +156,17 @@ export async function startService(
     await services.database.close();
     throw error;
   }
+}
+
+/** A revoked device loses its live MQTT session at once, not only at its next connect. */
+function disconnectRevokedDevices(services: Services, broker: EmbeddedBroker): void {
+  void (async () => {
+    for await (const event of services.pubsub.subscribe('device.revoked')) {
+      if (broker.disconnect(event.deviceId)) {
+        services.logger.info({ deviceId: event.deviceId }, 'revoked device disconnected from the broker');
+      }
+    }
+  })();
 }
 
 function isIpAddress(host: string): boolean {

@@ -25,3 +25,4 @@ export { certificatesPkcs7 } from './pkcs7.codec.js';
 export { derToPem, pemToDer, sha256Hex, toBase64Lines } from './encoding.helpers.js';
 export { spkiSha256Hex } from './public-key.helpers.js';
 export { certificateCommonName } from './certificate.reader.js';
+export { CSR_ATTRIBUTES_DER } from './csr-attributes.js';
