@@ -9,6 +9,7 @@ import { CaseService } from './cases/case.service.js';
 import { CrlService } from './certificates/crl.service.js';
 import { InventoryService } from './devices/inventory.service.js';
 import { DeviceLifecycleService } from './enrollment/device-lifecycle.service.js';
+import { EnrollmentGroupService } from './enrollment/enrollment-group.service.js';
 import { EnrollmentService } from './enrollment/enrollment.service.js';
 import { DEFAULT_ENROLLMENT_SETTINGS, type EnrollmentSettings } from './enrollment/enrollment.settings.js';
 import { OttService } from './enrollment/ott.service.js';
@@ -63,6 +64,7 @@ export async function createServices(
     };
     const cases = new CaseService(audit, clock);
     const crl = new CrlService(ca, clock);
+    const enrollmentGroups = new EnrollmentGroupService(audit, transactions, clock);
     return {
       clock,
       logger,
@@ -75,7 +77,8 @@ export async function createServices(
       tokens: new TokenService(audit, transactions, clock),
       inventory: new InventoryService(audit, transactions, clock),
       otts: new OttService(audit, transactions, new RateLimiter(clock), clock, enrollmentSettings),
-      enrollment: new EnrollmentService(ca, audit, transactions, clock, enrollmentSettings),
+      enrollment: new EnrollmentService(ca, audit, transactions, clock, enrollmentSettings, enrollmentGroups),
+      enrollmentGroups,
       lifecycle: new DeviceLifecycleService(audit, cases, crl, transactions, clock),
       crl,
       cases,

@@ -5,6 +5,7 @@ import type { CaseService } from './cases/case.service.js';
 import type { CrlService } from './certificates/crl.service.js';
 import type { InventoryService } from './devices/inventory.service.js';
 import type { DeviceLifecycleService } from './enrollment/device-lifecycle.service.js';
+import type { EnrollmentGroupService } from './enrollment/enrollment-group.service.js';
 import type { EnrollmentService } from './enrollment/enrollment.service.js';
 import type { EnrollmentSettings } from './enrollment/enrollment.settings.js';
 import type { OttService } from './enrollment/ott.service.js';
@@ -32,6 +33,7 @@ export interface Services {
   readonly inventory: InventoryService;
   readonly otts: OttService;
   readonly enrollment: EnrollmentService;
+  readonly enrollmentGroups: EnrollmentGroupService;
   readonly lifecycle: DeviceLifecycleService;
   readonly crl: CrlService;
   readonly cases: CaseService;

@@ -7,6 +7,7 @@ import {
   PkiError,
   decodeCsr,
   pemToDer,
+  requestedSanUris,
   sha256Hex,
   verifyCsr,
   type CertificateAuthority,
@@ -15,6 +16,7 @@ import {
 import type { Clock } from '../shared/clock.js';
 import { DomainError, ForbiddenError, UnauthenticatedError, ValidationError } from '../shared/errors.js';
 import type { Tx, TransactionRunner } from '../shared/transaction.js';
+import type { EnrollmentGroupService } from './enrollment-group.service.js';
 import { EnrollmentToken } from './enrollment-token.entity.js';
 import type { EnrollmentSettings } from './enrollment.settings.js';
 import { hashOtt } from './ott.service.js';
@@ -30,6 +32,14 @@ export interface EnrollRequest {
   ott: string | undefined;
   /** HTTP Basic's user name, when the client sent one: it must name the token's device. */
   claimedDeviceId?: string | undefined;
+  csr: Buffer | string;
+  channelBinding: ChannelBinding | undefined;
+  clientAddress: string;
+}
+
+export interface ManufacturerEnrollRequest {
+  /** DER certificates the TLS client presented, leaf first. */
+  presentedChain: Buffer[];
   csr: Buffer | string;
   channelBinding: ChannelBinding | undefined;
   clientAddress: string;
@@ -63,6 +73,7 @@ export class EnrollmentService {
     private readonly transactions: TransactionRunner,
     private readonly clock: Clock,
     private readonly settings: EnrollmentSettings,
+    private readonly groups: EnrollmentGroupService,
   ) {}
 
   async enroll(em: EntityManager, request: EnrollRequest): Promise<EnrollmentResult> {
@@ -146,6 +157,100 @@ export class EnrollmentService {
         });
         this.emitChanged(tx, lockedDevice, 'enrolled', 'PENDING', `device:${device.deviceId}`);
         return { device: lockedDevice, certificate, der: issued.der, replayed: false };
+      });
+    } catch (error) {
+      await this.auditRefusal(em, error, 'enrollment.refused', subject, request.clientAddress);
+      throw error;
+    }
+  }
+
+  /**
+   * Zero-touch enrollment (flow 4): the manufacturer chain selects an enrollment group, the device is
+   * registered under its IDevID CN with the group's defaults, and enrolls in the same request.
+   */
+  async enrollWithManufacturerChain(
+    em: EntityManager,
+    request: ManufacturerEnrollRequest,
+  ): Promise<EnrollmentResult> {
+    let subject = 'device:unknown';
+    try {
+      const { group, leafCommonName } = await this.groups.match(em, request.presentedChain);
+      subject = `device:${leafCommonName}`;
+      const existing = await em.findOne(Device, { deviceId: leafCommonName });
+      if (existing && (existing.enrollmentState === 'REVOKED' || existing.enrollmentState === 'REJECTED')) {
+        throw new ForbiddenError(
+          `device ${leafCommonName} was ${existing.enrollmentState.toLowerCase()}`,
+          'device-revoked',
+        );
+      }
+      if (existing && (await em.count(DeviceCertificate, { deviceRef: existing.id, status: 'ACTIVE' })) > 0) {
+        throw new ForbiddenError(
+          `device ${leafCommonName} already holds an active certificate`,
+          'already-enrolled',
+        );
+      }
+      const now = this.clock.now();
+      const device =
+        existing ??
+        Object.assign(new Device(), {
+          id: randomUUID(),
+          deviceId: leafCommonName,
+          type: group.defaultDeviceType,
+          criticality: group.defaultCriticality,
+          siteId: group.defaultSiteId,
+          enrollmentGroupId: group.id,
+          registeredAt: now,
+          updatedAt: now,
+        });
+      const csr = this.readCsr(request.csr);
+      this.checkCsrForDevice(csr, device, request.channelBinding);
+      const commitment =
+        device.expectedCdiCommitment ??
+        requestedSanUris(csr)
+          .map((uri) => /^urn:dice:cdi:(sha256:[0-9a-f]{64})$/.exec(uri)?.[1])
+          .find((value) => value !== undefined);
+      if (!commitment) {
+        throw new ValidationError(
+          'csr',
+          'request the SAN URI urn:dice:cdi:sha256:<hex> carrying the CDI commitment',
+          'commitment-unknown',
+        );
+      }
+      const issued = await this.ca.issueDeviceCertificate({
+        csr,
+        deviceId: device.deviceId,
+        cdiCommitment: commitment,
+        validityDays: this.settings.certificateValidityDays,
+        now,
+      });
+      return await this.transactions.run(em, async (tx) => {
+        const row = existing ? await tx.em.findOneOrFail(Device, { id: existing.id }) : device;
+        if (!existing) tx.em.persist(row);
+        Object.assign(row, {
+          enrollmentGroupId: group.id,
+          enrollmentState: group.autoApprove ? 'APPROVED' : 'ENROLLED',
+          attestationStatus: group.autoApprove ? 'VERIFIED' : 'PENDING',
+          nextChallengeAt: group.autoApprove ? now : null,
+          cdiCommitment: commitment,
+          updatedAt: now,
+        });
+        await tx.em.flush();
+        const certificate = this.recordCertificate(tx, row, issued, null);
+        await tx.em.flush();
+        await this.audit.record(tx, {
+          actor: `${subject}@${request.clientAddress}`,
+          action: 'device.enrolled',
+          subject,
+          details: {
+            serial: issued.serialHex,
+            keyType: csr.key.kind,
+            method: 'manufacturer-certificate',
+            group: group.name,
+            autoApproved: group.autoApprove,
+          },
+        });
+        this.emitChanged(tx, row, 'enrolled', existing?.attestationStatus ?? null, subject);
+        return { device: row, certificate, der: issued.der, replayed: false };
       });
     } catch (error) {
       await this.auditRefusal(em, error, 'enrollment.refused', subject, request.clientAddress);

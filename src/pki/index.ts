@@ -26,3 +26,4 @@ export { derToPem, pemToDer, sha256Hex, toBase64Lines } from './encoding.helpers
 export { spkiSha256Hex } from './public-key.helpers.js';
 export { certificateCommonName } from './certificate.reader.js';
 export { CSR_ATTRIBUTES_DER } from './csr-attributes.js';
+export { requestedSanUris } from './requested-san.js';

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import type { ChannelBinding } from '../enrollment/enrollment.service.js';
 import { CSR_ATTRIBUTES_DER, certificatesPkcs7, toBase64Lines } from '../pki/index.js';
 import type { Services } from '../services.js';
@@ -45,13 +45,18 @@ export function addEstRoutes(router: Router, services: Services): void {
   const simpleEnroll = est(async ({ raw, res }) => {
     const csr = await readCsr(raw);
     const credentials = enrollmentCredentials(raw);
-    const result = await services.enrollment.enroll(services.database.orm.em.fork(), {
-      ott: credentials.ott,
-      claimedDeviceId: credentials.user,
-      csr,
-      channelBinding: channelBinding(raw),
-      clientAddress: clientAddress(raw),
-    });
+    const presentedChain = peerChain(raw);
+    const em = services.database.orm.em.fork();
+    const common = { csr, channelBinding: channelBinding(raw), clientAddress: clientAddress(raw) };
+    // Without an OTT, a manufacturer (IDevID) client certificate is the credential (zero-touch groups).
+    const result =
+      credentials.ott === undefined && presentedChain.length > 0
+        ? await services.enrollment.enrollWithManufacturerChain(em, { ...common, presentedChain })
+        : await services.enrollment.enroll(em, {
+            ...common,
+            ott: credentials.ott,
+            claimedDeviceId: credentials.user,
+          });
     sendBase64(res, 'application/pkcs7-mime; smime-type=certs-only', certificatesPkcs7([result.der]));
   });
   router.add('POST', '/.well-known/est/simpleenroll', simpleEnroll);
@@ -62,9 +67,8 @@ export function addEstRoutes(router: Router, services: Services): void {
     '/.well-known/est/simplereenroll',
     est(async ({ raw, res }) => {
       const csr = await readCsr(raw);
-      const socket = raw.socket as TLSSocket;
       const result = await services.enrollment.reenroll(services.database.orm.em.fork(), {
-        clientCertificate: socket.getPeerX509Certificate()?.raw,
+        clientCertificate: peerChain(raw)[0],
         csr,
         channelBinding: channelBinding(raw),
         clientAddress: clientAddress(raw),
@@ -109,6 +113,19 @@ function enrollmentCredentials(req: IncomingMessage): { ott: string | undefined;
     if (colon > 0) return { user: decoded.slice(0, colon), ott: decoded.slice(colon + 1) };
   }
   return { ott: undefined, user: undefined };
+}
+
+/** The certificates the TLS client presented, leaf first (empty without a client certificate). */
+function peerChain(req: IncomingMessage): Buffer[] {
+  const socket = req.socket as TLSSocket;
+  if (!socket.encrypted) return [];
+  const chain: Buffer[] = [];
+  let current: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  while (current?.raw && !chain.some((der) => der.equals(current!.raw))) {
+    chain.push(current.raw);
+    current = current.issuerCertificate;
+  }
+  return chain;
 }
 
 /**
