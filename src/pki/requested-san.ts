@@ -12,7 +12,9 @@ export function requestedSanUris(csr: ParsedCsr): string[] {
   if (!extension) return [];
   try {
     const names = AsnConvert.parse(extension.value, SubjectAlternativeName);
-    return names.map((name) => name.uniformResourceIdentifier).filter((uri): uri is string => uri !== undefined);
+    return names
+      .map((name) => name.uniformResourceIdentifier)
+      .filter((uri): uri is string => uri !== undefined);
   } catch {
     return [];
   }
