@@ -54,7 +54,7 @@ async function enrollOverOneConnection(deviceId: string, ott: string, binding: (
   await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
   const exporter = socket.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
   const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const keys = (await webcrypto.subtle.generateKey(algorithm, false, ['sign', 'verify'])) as CryptoKeyPair;
+  const keys = await webcrypto.subtle.generateKey(algorithm, false, ['sign', 'verify']);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${deviceId}`,
     keys,
@@ -112,10 +112,10 @@ describe('TLS channel binding (RFC 7030 3.5, RFC 9266)', () => {
     const deviceId = 'rtu-unbound-1';
     const ott = await prepare(deviceId);
     const { port } = new URL(service.app.urls.https);
-    const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, [
+    const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, [
       'sign',
       'verify',
-    ])) as CryptoKeyPair;
+    ]);
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
       name: `CN=${deviceId}`,
       keys,
