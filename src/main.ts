@@ -21,6 +21,8 @@ import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { loadOrCreateCertificateAuthority } from './pki/index.js';
 import { isCertificateBarred } from './certificates/revocation-check.js';
+import { handleEnrollmentRequests } from './mqtt/enroll.handler.js';
+import { DomainError } from './shared/errors.js';
 import type { AppPubSub, Services } from './services.js';
 import { systemClock, type Clock } from './shared/clock.js';
 import { TransactionRunner } from './shared/transaction.js';
@@ -119,6 +121,15 @@ export async function startService(
         },
         isCertificateRevoked: ({ fingerprintSha256 }) =>
           isCertificateBarred(services.database.orm.em.fork(), fingerprintSha256),
+        authenticateManufacturerChain: async (chain) => {
+          try {
+            return (await services.enrollmentGroups.match(services.database.orm.em.fork(), chain))
+              .leafCommonName;
+          } catch (error) {
+            if (error instanceof DomainError) return undefined;
+            throw error;
+          }
+        },
         logger: logger.child({ component: 'mqtt-broker' }),
       });
       disconnectRevokedDevices(services, broker);
@@ -135,6 +146,7 @@ export async function startService(
       logger: logger.child({ component: 'mqtt-client' }),
       ...(broker ? { protocolVersion: 4 as const } : {}),
     });
+    await handleEnrollmentRequests(mqttClient, services);
     const app = await buildApp({
       config,
       services,

@@ -23,7 +23,9 @@ export interface PeerCertificateInfo {
 }
 
 export type MqttIdentity =
-  ({ kind: 'device'; deviceId: string } & PeerCertificateInfo) | ({ kind: 'service' } & PeerCertificateInfo);
+  | ({ kind: 'device'; deviceId: string } & PeerCertificateInfo)
+  | ({ kind: 'bootstrap'; deviceId: string } & PeerCertificateInfo)
+  | ({ kind: 'service' } & PeerCertificateInfo);
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -43,6 +45,12 @@ export interface EmbeddedBrokerOptions {
   };
   /** Called on every CONNECT; a throw refuses the connection as "server unavailable" (fail closed). */
   isCertificateRevoked?: (info: PeerCertificateInfo) => Promise<boolean>;
+  /**
+   * For a client certificate outside caPems: whether it is a manufacturer (IDevID) chain of a known
+   * enrollment group. Such a client is a *bootstrap* identity that may only ask for an enrollment token.
+   * Receives the presented chain (DER, leaf first); resolves to the device id, or undefined to refuse.
+   */
+  authenticateManufacturerChain?: (chain: Buffer[]) => Promise<string | undefined>;
   /** Extra publish policy for devices (isolation); called after the topic rules passed. */
   canPublish?: (identity: MqttIdentity, topic: string) => Promise<boolean>;
   logger: Logger;
@@ -107,12 +115,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     }
     // rejectUnauthorized is false on the server so that a refused device receives a CONNACK code it can
     // log and act on, instead of a bare TLS alert; the chain check is therefore enforced here.
-    if (!socket.authorized) {
-      throw new ConnectRefused(
-        CONNACK.badUsernameOrPassword,
-        `client certificate missing or untrusted: ${String(socket.authorizationError)}`,
-      );
-    }
+    if (!socket.authorized) return identifyBootstrap(client, socket);
     const cert = socket.getPeerX509Certificate();
     if (!cert) throw new ConnectRefused(CONNACK.badUsernameOrPassword, 'no client certificate');
     const commonName = commonNameOf(cert);
@@ -167,6 +170,32 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     return identity;
   }
 
+  /** A manufacturer-certified device without an operational certificate yet (zero-touch groups). */
+  async function identifyBootstrap(client: Client, socket: TLSSocket): Promise<MqttIdentity> {
+    const untrusted = new ConnectRefused(
+      CONNACK.badUsernameOrPassword,
+      `client certificate missing or untrusted: ${String(socket.authorizationError)}`,
+    );
+    const cert = socket.getPeerX509Certificate();
+    if (!cert || !options.authenticateManufacturerChain) throw untrusted;
+    const chain: Buffer[] = [];
+    for (let link = socket.getPeerCertificate(true); link?.raw; link = link.issuerCertificate) {
+      if (chain.some((der) => der.equals(link.raw))) break;
+      chain.push(link.raw);
+    }
+    const deviceId = await options.authenticateManufacturerChain(chain);
+    if (deviceId === undefined) throw untrusted;
+    if (client.id !== deviceId)
+      throw new ConnectRefused(CONNACK.identifierRejected, 'client id must equal the certificate CN');
+    return {
+      kind: 'bootstrap',
+      deviceId,
+      serialHex: cert.serialNumber.toLowerCase(),
+      commonName: deviceId,
+      fingerprintSha256: cert.fingerprint256.replaceAll(':', '').toLowerCase(),
+    };
+  }
+
   async function mayPublish(client: Client | null, packet: PublishPacket): Promise<string | null> {
     // null client: a will left behind by a client that is gone; its owner can no longer be checked.
     if (!client) return 'publisher unknown';
@@ -178,6 +207,9 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     if (packet.retain) return 'retained messages are not accepted from devices';
     const parsed = parseTopic(packet.topic);
     if (!parsed || !DEVICE_PUBLISH_KINDS.has(parsed.kind)) return 'topic not open to devices';
+    // A manufacturer certificate only buys the right to ask for an enrollment token.
+    if (identity.kind === 'bootstrap' && parsed.kind !== 'enroll')
+      return 'bootstrap identities may only enroll';
     const owner = deviceIdOf(parsed);
     // Stops a device from speaking for another device (forged responses, enrollment or telemetry).
     if (owner !== undefined && owner !== identity.deviceId) return 'topic belongs to another device';
@@ -186,8 +218,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   }
 
   const broker = await Aedes.createBroker({
-    // The CN-as-client-id rule needs room for 128-character device ids (only MQTT 3.1 clients are capped).
-    maxClientsIdLength: 128,
+    // The CN-as-client-id rule needs room for 64-character device ids (MQTT 3.1.1 only promises 23).
+    maxClientsIdLength: 64,
     authenticate(client, _username, _password, done) {
       identify(client).then(
         (identity) => {
@@ -236,9 +268,10 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       // Devices get exactly their own downstream topics and no wildcards: a wildcard would hand them
       // other devices' challenges and one-time enrollment tokens.
       const allowed =
-        identity?.kind === 'device' &&
-        (subscription.topic === topics.attestChallenge(identity.deviceId) ||
-          subscription.topic === topics.enrollOtt(identity.deviceId));
+        (identity?.kind === 'device' &&
+          (subscription.topic === topics.attestChallenge(identity.deviceId) ||
+            subscription.topic === topics.enrollOtt(identity.deviceId))) ||
+        (identity?.kind === 'bootstrap' && subscription.topic === topics.enrollOtt(identity.deviceId));
       if (allowed) return done(null, subscription);
       log.warn({ clientId: client.id, topic: subscription.topic }, 'mqtt subscription refused');
       // A null subscription is answered with SUBACK return code 0x80 (MQTT 3.1.1, 3.9.3).

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { curl } from '../../support/curl.js';
 import { openssl } from '../../support/openssl.js';
@@ -250,5 +251,79 @@ describe('enrollment groups (manufacturer certificates)', () => {
     const rogueRoot = await makeCa('rogue-root');
     const rogue = await enrollWithIdevid('rogue-1', await makeIdevid('rogue-1', rogueRoot), []);
     expect(rogue).toEqual({ status: 401, type: 'urn:fleetproof:problem:manufacturer-chain-untrusted' });
+  });
+});
+
+describe('enrollment token over MQTT with a manufacturer certificate', () => {
+  const connectWith = async (deviceId: string, idevid: Issued, intermediates: Issued[]) =>
+    mqtt.connectAsync(service.app.urls.mqtt, {
+      clientId: deviceId,
+      key: await readFile(idevid.key),
+      cert: (await Promise.all([idevid, ...intermediates].map((c) => readFile(c.cert, 'utf8')))).join(''),
+      ca: await readFile(rootPem),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 5_000,
+    });
+
+  it('answers a registered device on cps/enroll/{id}/ott with a one-time token', async () => {
+    const deviceId = `plc-mqtt-${randomBytes(3).toString('hex')}`;
+    const cdi = `sha256:${'cd'.repeat(32)}`;
+    await service.services.inventory.register(
+      service.services.database.orm.em.fork(),
+      { device_id: deviceId, device_type: 'PLC', expected_cdi_commitment: cdi },
+      'test',
+    );
+    const client = await connectWith(deviceId, await makeIdevid(deviceId, intA), [intA]);
+    try {
+      await client.subscribeAsync(`cps/enroll/${deviceId}/ott`, { qos: 1 });
+      const answer = new Promise<Record<string, string>>((resolve) =>
+        client.once('message', (_topic, payload) =>
+          resolve(JSON.parse(payload.toString()) as Record<string, string>),
+        ),
+      );
+      await client.publishAsync(
+        `cps/enroll/${deviceId}`,
+        JSON.stringify({ cdi_commitment: cdi, model: 'X200', fw: '4.2.0', device_type: 'PLC' }),
+        { qos: 1 },
+      );
+      const reply = await answer;
+      expect(reply.error).toBeUndefined();
+      expect(reply.ott).toMatch(/^[\w-]{43}$/);
+      expect(new Date(reply.expires_at!).getTime()).toBeGreaterThan(Date.now());
+    } finally {
+      await client.endAsync();
+    }
+  });
+
+  it('answers with the refusal reason, and allows a bootstrap identity nothing but enrollment', async () => {
+    const deviceId = `plc-unregistered-${randomBytes(3).toString('hex')}`;
+    const client = await connectWith(deviceId, await makeIdevid(deviceId, intA), [intA]);
+    await client.subscribeAsync(`cps/enroll/${deviceId}/ott`, { qos: 1 });
+    const answer = new Promise<Record<string, string>>((resolve) =>
+      client.once('message', (_topic, payload) =>
+        resolve(JSON.parse(payload.toString()) as Record<string, string>),
+      ),
+    );
+    await client.publishAsync(
+      `cps/enroll/${deviceId}`,
+      JSON.stringify({
+        cdi_commitment: `sha256:${'ee'.repeat(32)}`,
+        model: 'X200',
+        fw: '4.2.0',
+        device_type: 'PLC',
+      }),
+      { qos: 1 },
+    );
+    expect((await answer).error).toBe('device-not-registered');
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    client.publish(`cps/telemetry/${deviceId}`, '{"temp": 20}', { qos: 1 });
+    await closed;
+    client.end(true);
+  });
+
+  it('refuses a manufacturer certificate of no group at connect', async () => {
+    const deviceId = `plc-nogroup-${randomBytes(3).toString('hex')}`;
+    await expect(connectWith(deviceId, await makeIdevid(deviceId, intC), [intC])).rejects.toThrow();
   });
 });
