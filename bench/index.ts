@@ -1,0 +1,26 @@
+/**
+ * Benchmarks, run by name: `npm run bench -- <name> [options]`. Timed numbers live here, never in tests.
+ */
+const BENCHMARKS: Record<string, { summary: string; run: (args: string[]) => Promise<void> }> = {
+  enroll: {
+    summary:
+      'end-to-end OTT + EST simpleenroll per second over HTTPS [--concurrency 16] [--seconds 60] [--devices N] [--embedded] [--profile F.cpuprofile]',
+    run: async (args) => (await import('./enroll.js')).runEnrollBenchmark(args),
+  },
+};
+
+const name = process.argv[2];
+const benchmark = name ? BENCHMARKS[name] : undefined;
+if (!benchmark) {
+  if (name) console.error(`unknown benchmark: ${name}`);
+  console.error('usage: npm run bench -- <name> [options]\n\nbenchmarks:');
+  for (const [key, { summary }] of Object.entries(BENCHMARKS)) console.error(`  ${key.padEnd(8)} ${summary}`);
+  process.exit(2);
+}
+try {
+  await benchmark.run(process.argv.slice(3));
+  process.exit(0);
+} catch (error) {
+  console.error(error);
+  process.exit(1);
+}

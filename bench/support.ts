@@ -1,0 +1,88 @@
+import 'reflect-metadata';
+import https from 'node:https';
+import os from 'node:os';
+import { webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+
+export interface HttpResult {
+  status: number;
+  body: string;
+}
+
+/** One request on a keep-alive agent; network failures resolve as status 0 with the error code. */
+export function post(
+  agent: https.Agent,
+  url: URL,
+  headers: Record<string, string>,
+  body: string,
+): Promise<HttpResult> {
+  return new Promise((resolve) => {
+    const req = https.request(
+      url,
+      { method: 'POST', agent, headers: { ...headers, 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', (error) => resolve({ status: 0, body: errorCode(error) }));
+      },
+    );
+    req.on('error', (error) => resolve({ status: 0, body: errorCode(error) }));
+    req.end(body);
+  });
+}
+
+function errorCode(error: Error): string {
+  return (error as NodeJS.ErrnoException).code ?? error.message;
+}
+
+/** A fresh P-256 key and a CSR with CN = deviceId, base64 DER (the EST simpleenroll body). */
+export async function generateCsr(deviceId: string): Promise<string> {
+  const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const keys = await webcrypto.subtle.generateKey(algorithm, false, ['sign', 'verify']);
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${deviceId}`,
+    keys,
+    signingAlgorithm: algorithm,
+  });
+  return Buffer.from(csr.rawData).toString('base64');
+}
+
+/** Calls `tick` once a second until the returned stop function is called. */
+export function everySecond(tick: () => void): () => void {
+  const timer = setInterval(tick, 1000);
+  return () => clearInterval(timer);
+}
+
+export function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Runs `op` back to back on one thread for `seconds`; returns operations per second. */
+export async function opsPerSecond(seconds: number, op: () => unknown): Promise<number> {
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let count = 0;
+  while (performance.now() < end) {
+    await op();
+    count += 1;
+  }
+  return count / ((performance.now() - start) / 1000);
+}
+
+export function machine(): string {
+  const cpus = os.cpus();
+  return [
+    `cpu: ${cpus[0]?.model ?? 'unknown'} x ${cpus.length} (available parallelism ${os.availableParallelism()})`,
+    `memory: ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    `node: ${process.version} (${process.platform}/${process.arch})`,
+  ].join('\n');
+}
+
+export const fmt = (value: number, digits = 1): string =>
+  Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
