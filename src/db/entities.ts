@@ -1,4 +1,7 @@
 import { ApiTokenSchema } from '../auth/api-token.entity.js';
+import { AttestationResultSchema } from '../attestation/attestation-result.entity.js';
+import { AttestationSettingsVersionSchema } from '../attestation/attestation-settings.entity.js';
+import { AttestationChallengeSchema } from '../attestation/challenge.entity.js';
 import { AuditEventSchema } from '../audit/audit-event.entity.js';
 import { CaseSchema } from '../cases/case.entity.js';
 import { CrlRecordSchema } from '../certificates/crl.entity.js';
@@ -19,4 +22,7 @@ export const entities = [
   EnrollmentGroupSchema,
   CaseSchema,
   RateLimitWindowSchema,
+  AttestationSettingsVersionSchema,
+  AttestationChallengeSchema,
+  AttestationResultSchema,
 ];

@@ -39,6 +39,13 @@ export class Device {
   enrollmentGroupId: string | null = null;
   /** When the scheduler should challenge next; set at approval, owned by attestation afterwards. */
   nextChallengeAt: Date | null = null;
+  /** Timeouts in a row since the last PASS or FAIL. */
+  consecutiveFailures = 0;
+  /** Highest attestation counter accepted (replay protection that does not lean on clocks alone). */
+  lastCounter: string | null = null;
+  lastAttestationAt: Date | null = null;
+  /** Why the device is FAILED: a failed check (sticky until acknowledged) or UNRESPONSIVE (heals on PASS). */
+  failureKind: 'CHECK_FAILED' | 'UNRESPONSIVE' | null = null;
   registeredAt!: Date;
   updatedAt!: Date;
   /** Optimistic lock: concurrent decisions on one device (approve vs revoke) cannot both commit. */
@@ -65,6 +72,10 @@ export const DeviceSchema = new EntitySchema<Device>({
     enrollmentState: { type: 'string', length: 16 },
     enrollmentGroupId: { type: 'uuid', nullable: true },
     nextChallengeAt: { type: 'datetime', columnType: 'timestamptz(3)', nullable: true },
+    consecutiveFailures: { type: 'integer' },
+    lastCounter: { type: 'bigint', columnType: 'bigint', nullable: true },
+    lastAttestationAt: { type: 'datetime', columnType: 'timestamptz(3)', nullable: true },
+    failureKind: { type: 'string', length: 16, nullable: true },
     registeredAt: { type: 'datetime', columnType: 'timestamptz(3)' },
     updatedAt: { type: 'datetime', columnType: 'timestamptz(3)' },
     version: { type: 'integer', version: true },

@@ -1,11 +1,19 @@
 import { randomUUID } from 'node:crypto';
+import { OptimisticLockError, UniqueConstraintViolationException, type FilterQuery } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Clock } from '../shared/clock.js';
 import { ConflictError, DeviceNotFoundError, ValidationError } from '../shared/errors.js';
 import type { Tx, TransactionRunner } from '../shared/transaction.js';
-import { Device } from './device.entity.js';
+import {
+  Device,
+  type AttestationStatus,
+  type Criticality,
+  type DeviceType,
+  type EnrollmentState,
+} from './device.entity.js';
 import { parseRegistration, type DeviceRegistrationInput } from './device-input.js';
+import { MAX_IMPORT_ROWS } from './inventory-file.js';
 
 export type RegistrationOutcome = 'created' | 'updated' | 'unchanged' | 're-registered';
 
@@ -14,6 +22,25 @@ export interface ImportRowResult {
   deviceId: string | null;
   outcome: RegistrationOutcome | 'error';
   error?: { field: string; message: string };
+}
+
+/** What a fleet listing may be narrowed by; every given field narrows it further. */
+export interface DeviceListFilter {
+  attestationStatus?: readonly AttestationStatus[] | undefined;
+  type?: readonly DeviceType[] | undefined;
+  siteId?: string | undefined;
+  criticality?: Criticality | undefined;
+  deviceIdPrefix?: string | undefined;
+  enrollmentState?: readonly EnrollmentState[] | undefined;
+  includeRejected?: boolean | undefined;
+}
+
+/** A keyset page over device ids: strictly after and/or before the given ids, at most `limit` rows. */
+export interface DeviceListPage {
+  afterDeviceId?: string | undefined;
+  beforeDeviceId?: string | undefined;
+  limit: number;
+  descending: boolean;
 }
 
 /** Rows committed per transaction in an import: large enough to be fast, small enough to not hold locks long. */
@@ -36,10 +63,21 @@ export class InventoryService {
     actor: string,
   ): Promise<{ device: Device; outcome: RegistrationOutcome }> {
     const row = parseRegistration(input);
-    return this.transactions.run(em, async (tx) => {
-      const outcome = await this.apply(tx, row, actor);
-      return { device: outcome.device, outcome: outcome.outcome };
-    });
+    try {
+      return await this.transactions.run(em, async (tx) => {
+        const outcome = await this.apply(tx, row, actor);
+        return { device: outcome.device, outcome: outcome.outcome };
+      });
+    } catch (error) {
+      // Two registrations of one device at the same moment: one commits, the other is told to retry.
+      if (error instanceof UniqueConstraintViolationException || error instanceof OptimisticLockError) {
+        throw new ConflictError(
+          `device ${row.device_id} was registered or changed at the same time; retry`,
+          'concurrent-registration',
+        );
+      }
+      throw error;
+    }
   }
 
   /**
@@ -52,6 +90,10 @@ export class InventoryService {
     actor: string,
     onProgress?: (done: number, total: number) => void,
   ): Promise<ImportRowResult[]> {
+    // The same bound whatever the transport (file or structured list): larger vendor lists are split.
+    if (rows.length > MAX_IMPORT_ROWS) {
+      throw new ValidationError('rows', `at most ${MAX_IMPORT_ROWS} rows per import (got ${rows.length})`);
+    }
     const results: ImportRowResult[] = [];
     for (let start = 0; start < rows.length; start += IMPORT_BATCH) {
       const batch = rows.slice(start, start + IMPORT_BATCH);
@@ -104,6 +146,22 @@ export class InventoryService {
     const device = await em.findOne(Device, { deviceId });
     if (!device) throw new DeviceNotFoundError(deviceId);
     return device;
+  }
+
+  /** The fleet in device-id order, one keyset page at a time (stable while devices are added). */
+  async list(em: EntityManager, filter: DeviceListFilter, page: DeviceListPage): Promise<Device[]> {
+    const keyset: Array<FilterQuery<Device>> = [];
+    if (page.afterDeviceId !== undefined) keyset.push({ deviceId: { $gt: page.afterDeviceId } });
+    if (page.beforeDeviceId !== undefined) keyset.push({ deviceId: { $lt: page.beforeDeviceId } });
+    return em.find(
+      Device,
+      { $and: [listWhere(filter), ...keyset] },
+      { orderBy: { deviceId: page.descending ? 'desc' : 'asc' }, limit: page.limit },
+    );
+  }
+
+  async count(em: EntityManager, filter: DeviceListFilter): Promise<number> {
+    return em.count(Device, listWhere(filter));
   }
 
   private async apply(
@@ -175,4 +233,24 @@ export class InventoryService {
     }
     return { device, outcome };
   }
+}
+
+function listWhere(filter: DeviceListFilter): FilterQuery<Device> {
+  const where: Array<FilterQuery<Device>> = [];
+  if (filter.attestationStatus) where.push({ attestationStatus: { $in: [...filter.attestationStatus] } });
+  if (filter.type) where.push({ type: { $in: [...filter.type] } });
+  if (filter.siteId !== undefined) where.push({ siteId: filter.siteId });
+  if (filter.criticality !== undefined) where.push({ criticality: filter.criticality });
+  if (filter.deviceIdPrefix) where.push({ deviceId: { $like: `${escapeLike(filter.deviceIdPrefix)}%` } });
+  if (filter.enrollmentState) where.push({ enrollmentState: { $in: [...filter.enrollmentState] } });
+  // A rejected device never joined the fleet: listings leave it out unless asked for it by name or flag.
+  if (!filter.includeRejected && !filter.enrollmentState?.includes('REJECTED')) {
+    where.push({ enrollmentState: { $ne: 'REJECTED' } });
+  }
+  return where.length > 0 ? { $and: where } : {};
+}
+
+/** Device ids may contain `_`, a LIKE wildcard: match it literally. */
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (match) => `\\${match}`);
 }

@@ -1,6 +1,8 @@
 import {
   ConflictError,
+  DeviceNotFoundError,
   ForbiddenError,
+  InvalidTransitionError,
   NotFoundError,
   ValidationError,
   type DomainError,
@@ -18,7 +20,15 @@ export const ErrorInterface = builder.interfaceRef<DomainError>('Error').impleme
 builder.objectType(NotFoundError, {
   name: 'NotFound',
   interfaces: [ErrorInterface],
-  isTypeOf: (value) => value instanceof NotFoundError,
+  // Its subclasses have their own, more specific types.
+  isTypeOf: (value) => value instanceof NotFoundError && !(value instanceof DeviceNotFoundError),
+});
+
+builder.objectType(DeviceNotFoundError, {
+  name: 'DeviceNotFound',
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof DeviceNotFoundError,
+  fields: (t) => ({ deviceId: t.exposeString('deviceId') }),
 });
 
 builder.objectType(ConflictError, {
@@ -38,4 +48,12 @@ builder.objectType(ValidationError, {
   interfaces: [ErrorInterface],
   isTypeOf: (value) => value instanceof ValidationError,
   fields: (t) => ({ field: t.exposeString('field') }),
+});
+
+builder.objectType(InvalidTransitionError, {
+  name: 'InvalidTransition',
+  description: 'A lifecycle move the rules do not allow from the current state',
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof InvalidTransitionError,
+  fields: (t) => ({ from: t.exposeString('from'), to: t.exposeString('to') }),
 });
