@@ -54,6 +54,8 @@ const configSchema = z.object({
   FLEETPROOF_EST_REQUIRE_CHANNEL_BINDING: booleanFlag.default(false),
   FLEETPROOF_OTT_RATE_PER_DEVICE: z.coerce.number().int().positive().default(5),
   FLEETPROOF_OTT_RATE_PER_ADDRESS: z.coerce.number().int().positive().default(60),
+  /** How often the attestation scheduler claims due devices and times out overdue challenges. */
+  FLEETPROOF_SCHEDULER_TICK_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -73,6 +75,7 @@ export interface Config {
   readonly logLevel: RawConfig['LOG_LEVEL'];
   readonly graphiql: boolean;
   readonly shutdownTimeoutMs: number;
+  readonly schedulerTickMs: number;
   readonly enrollment: {
     readonly certificateValidityDays: number;
     readonly requireChannelBinding: boolean;
@@ -123,6 +126,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: raw.LOG_LEVEL,
     graphiql: raw.FLEETPROOF_GRAPHIQL ?? !production,
     shutdownTimeoutMs: raw.FLEETPROOF_SHUTDOWN_TIMEOUT_MS,
+    schedulerTickMs: raw.FLEETPROOF_SCHEDULER_TICK_MS,
     enrollment: {
       certificateValidityDays: raw.FLEETPROOF_CERT_VALIDITY_DAYS,
       requireChannelBinding: raw.FLEETPROOF_EST_REQUIRE_CHANNEL_BINDING,

@@ -3,6 +3,10 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createPubSub } from 'graphql-yoga';
 import { buildApp, type RunningApp } from './app.js';
+import { AttestationSettingsService } from './attestation/attestation-settings.service.js';
+import { startAttestationScheduler, type AttestationScheduler } from './attestation/attestation.scheduler.js';
+import { AttestationService, type ChallengeTransport } from './attestation/attestation.service.js';
+import { DiceEvidenceVerifier } from './attestation/dice-evidence.verifier.js';
 import { AuditService } from './audit/audit.service.js';
 import { TokenService } from './auth/token.service.js';
 import { CaseService } from './cases/case.service.js';
@@ -21,6 +25,7 @@ import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { loadOrCreateCertificateAuthority } from './pki/index.js';
 import { isCertificateBarred } from './certificates/revocation-check.js';
+import { handleAttestationResponses, mqttChallengeTransport } from './mqtt/attestation.handler.js';
 import { handleEnrollmentRequests } from './mqtt/enroll.handler.js';
 import { DomainError } from './shared/errors.js';
 import type { AppPubSub, Services } from './services.js';
@@ -31,6 +36,8 @@ import { VERSION } from './version.js';
 export interface Running {
   readonly app: RunningApp;
   readonly services: Services;
+  readonly challengeTransport: ChallengeTransport;
+  readonly scheduler: AttestationScheduler;
   stop(): Promise<void>;
 }
 
@@ -67,6 +74,7 @@ export async function createServices(
     const cases = new CaseService(audit, clock);
     const crl = new CrlService(ca, clock);
     const enrollmentGroups = new EnrollmentGroupService(audit, transactions, clock);
+    const attestationSettings = new AttestationSettingsService(audit, transactions, clock);
     return {
       clock,
       logger,
@@ -85,6 +93,16 @@ export async function createServices(
       crl,
       cases,
       enrollmentSettings,
+      attestationSettings,
+      attestation: new AttestationService(
+        attestationSettings,
+        [new DiceEvidenceVerifier(ca)],
+        audit,
+        cases,
+        transactions,
+        clock,
+        metrics,
+      ),
       serviceInfo: { version: VERSION, database: database.kind, rootCaFingerprint: ca.rootFingerprintSha256 },
     };
   } catch (error) {
@@ -147,6 +165,16 @@ export async function startService(
       ...(broker ? { protocolVersion: 4 as const } : {}),
     });
     await handleEnrollmentRequests(mqttClient, services);
+    await handleAttestationResponses(mqttClient, services);
+    const challengeTransport = mqttChallengeTransport(mqttClient);
+    const scheduler = startAttestationScheduler({
+      service: services.attestation,
+      transport: challengeTransport,
+      entityManager: () => services.database.orm.em.fork(),
+      logger: logger.child({ component: 'attestation-scheduler' }),
+      metrics: services.metrics,
+      intervalMs: config.schedulerTickMs,
+    });
     const app = await buildApp({
       config,
       services,
@@ -161,7 +189,10 @@ export async function startService(
     return {
       app,
       services,
+      challengeTransport,
+      scheduler,
       async stop() {
+        await scheduler.stop();
         await app.stop();
         await services.database.close();
       },

@@ -1,4 +1,6 @@
 import type { PubSub } from 'graphql-yoga';
+import type { AttestationSettingsService } from './attestation/attestation-settings.service.js';
+import type { AttestationService } from './attestation/attestation.service.js';
 import type { AuditService } from './audit/audit.service.js';
 import type { TokenService } from './auth/token.service.js';
 import type { CaseService } from './cases/case.service.js';
@@ -38,5 +40,7 @@ export interface Services {
   readonly crl: CrlService;
   readonly cases: CaseService;
   readonly enrollmentSettings: EnrollmentSettings;
+  readonly attestationSettings: AttestationSettingsService;
+  readonly attestation: AttestationService;
   readonly serviceInfo: { version: string; database: string; rootCaFingerprint: string };
 }

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * One registry per service instance (not prom-client's global one), so tests can run several
@@ -31,6 +31,35 @@ export function createMetrics() {
       name: 'fleetproof_mqtt_messages_total',
       help: 'MQTT messages handled by the service, by topic kind and result',
       labelNames: ['kind', 'result'] as const,
+      registers: [registry],
+    }),
+    attestationResults: new Counter({
+      name: 'fleetproof_attestation_results_total',
+      help: 'Decided attestation challenges by outcome and failure reason',
+      labelNames: ['outcome', 'reason'] as const,
+      registers: [registry],
+    }),
+    attestationDuplicates: new Counter({
+      name: 'fleetproof_attestation_duplicate_deliveries_total',
+      help: 'Byte-identical redeliveries of an already processed response (QoS 1), ignored',
+      registers: [registry],
+    }),
+    attestationSecurityEvents: new Counter({
+      name: 'fleetproof_attestation_security_events_total',
+      help: 'Responses that could not be attributed to a device or were malformed, by kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    attestationVerifySeconds: new Histogram({
+      name: 'fleetproof_attestation_verify_seconds',
+      help: 'Time to verify and record one attestation response',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
+    attestationPending: new Gauge({
+      name: 'attestation_pending_total',
+      help: "The runbook's gauge: devices awaiting approval (kind=device) and challenges awaiting an answer (kind=challenge)",
+      labelNames: ['kind'] as const,
       registers: [registry],
     }),
     componentUp: new Gauge({

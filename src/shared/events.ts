@@ -8,6 +8,8 @@ export interface AppEvents {
   'audit.recorded': AuditRecordedEvent;
   /** A device's status or lifecycle state changed. */
   'device.changed': DeviceChangedEvent;
+  /** An attestation challenge was decided (PASS, FAIL or TIMEOUT). */
+  'attestation.decided': AttestationDecidedEvent;
   /** A device's certificates were revoked: brokers drop its connections. */
   'device.revoked': { deviceId: string; serials: string[] };
 }
@@ -36,4 +38,23 @@ export interface AuditRecordedEvent {
 
 export interface EventPublisher {
   publish<K extends keyof AppEvents>(topic: K, payload: AppEvents[K]): void;
+}
+
+export interface AttestationDecidedEvent {
+  seq: string;
+  challengeId: string;
+  deviceId: string;
+  siteId: string | null;
+  outcome: 'PASS' | 'FAIL' | 'TIMEOUT';
+  reasons: string[];
+  nonceMatch: boolean | null;
+  certChainValid: boolean | null;
+  signatureValid: boolean | null;
+  firmwareHash: string | null;
+  timestamp: string | null;
+  receivedAt: string | null;
+  latencyMs: number | null;
+  riskScore: number | null;
+  status: string;
+  decidedAt: string;
 }

@@ -4,7 +4,11 @@ import type { AppEvents, EventPublisher } from './events.js';
 /** A unit of work: the transactional EntityManager plus events held back until commit. */
 export interface Tx {
   readonly em: EntityManager;
-  emit<K extends keyof AppEvents>(topic: K, payload: AppEvents[K]): void;
+  /**
+   * Publishes after commit. A function payload is evaluated then, for values the database assigns
+   * on flush (generated keys, sequence numbers).
+   */
+  emit<K extends keyof AppEvents>(topic: K, payload: AppEvents[K] | (() => AppEvents[K])): void;
 }
 
 /**
@@ -19,7 +23,8 @@ export class TransactionRunner {
     const result = await em.transactional(async (transactional) =>
       work({
         em: transactional,
-        emit: (topic, payload) => pending.push(() => this.events.publish(topic, payload)),
+        emit: (topic, payload) =>
+          pending.push(() => this.events.publish(topic, typeof payload === 'function' ? payload() : payload)),
       }),
     );
     for (const publish of pending) publish();
