@@ -1,0 +1,189 @@
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AttestationResult } from '../../../src/attestation/attestation-result.entity.js';
+import { AuditEvent } from '../../../src/audit/audit-event.entity.js';
+import { Case } from '../../../src/cases/case.entity.js';
+import { Device } from '../../../src/devices/device.entity.js';
+import { ManualClock } from '../../../src/shared/clock.js';
+import { OpensslDevice, type Challenge } from '../../support/attestation-device.js';
+import { openssl } from '../../support/openssl.js';
+import { startTestService, type TestService } from '../../support/service.js';
+
+let service: TestService;
+const clock = new ManualClock();
+const devices: OpensslDevice[] = [];
+
+beforeAll(async () => {
+  service = await startTestService({ mqtt: 'embedded', clock });
+});
+
+afterAll(async () => {
+  for (const device of devices) await device.close();
+  await service?.close();
+});
+
+const em = () => service.services.database.orm.em.fork();
+
+async function approvedDevice(prefix: string): Promise<{ device: OpensslDevice; first: Challenge }> {
+  const device = await OpensslDevice.enroll(service, `${prefix}-${randomBytes(3).toString('hex')}`);
+  devices.push(device);
+  const first = device.nextChallenge();
+  await service.services.lifecycle.approve(em(), device.deviceId, 'test');
+  // Approval schedules the first challenge at once; the scheduler's next pass sends it.
+  await service.scheduler.tick();
+  return { device, first: await first };
+}
+
+async function challenge(device: OpensslDevice): Promise<Challenge> {
+  const next = device.nextChallenge();
+  await service.services.attestation.challengeNow(em(), device.deviceId, service.challengeTransport, 'test');
+  return next;
+}
+
+/** Waits until the service has decided `challengeId` `count` times, and returns the results. */
+async function results(challengeId: string, count = 1): Promise<AttestationResult[]> {
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const rows = await em().find(AttestationResult, { challengeId }, { orderBy: { seq: 'asc' } });
+    if (rows.length >= count) return rows;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`challenge ${challengeId} was not decided ${count} time(s)`);
+}
+
+const deviceRow = (deviceId: string) => em().findOneOrFail(Device, { deviceId });
+const openCases = async (deviceId: string, source: string) =>
+  em().count(Case, { deviceRef: (await deviceRow(deviceId)).id, source, status: 'OPEN' });
+
+describe('attestation over MQTT', () => {
+  it('passes a response signed by openssl dgst over the canonical bytes, and the device is VERIFIED', async () => {
+    const { device, first } = await approvedDevice('honest');
+    await device.publish(await device.response(first));
+    const [result] = await results(first.challenge_id);
+    expect(result).toMatchObject({
+      outcome: 'PASS',
+      reasons: [],
+      nonceMatch: true,
+      certChainValid: true,
+      signatureValid: true,
+    });
+    expect(first.nonce).toMatch(/^[0-9a-f]{64}$/);
+    expect((await deviceRow(device.deviceId)).attestationStatus).toBe('VERIFIED');
+  });
+
+  it.each([
+    ['FIRMWARE_MISMATCH', { firmware_hash: `sha256:${'00'.repeat(32)}` }],
+    ['NONCE_MISMATCH', { nonce: 'ab'.repeat(32) }],
+    ['STALE_TIMESTAMP', { timestamp: '2020-01-01T00:00:00.000Z' }],
+  ])('fails with %s, opens a case and keeps the device FAILED', async (reason, overrides) => {
+    const { device, first } = await approvedDevice(reason.toLowerCase().replaceAll('_', '-'));
+    await device.publish(await device.response(first, overrides));
+    const [result] = await results(first.challenge_id);
+    expect(result?.outcome).toBe('FAIL');
+    expect(result?.reasons).toEqual([reason]);
+    expect((await deviceRow(device.deviceId)).attestationStatus).toBe('FAILED');
+    expect(await openCases(device.deviceId, 'ATTESTATION_FAILURE')).toBe(1);
+    // A later PASS does not clear a failed check: an operator must acknowledge it.
+    const next = await challenge(device);
+    await device.publish(await device.response(next));
+    expect((await results(next.challenge_id))[0]?.outcome).toBe('PASS');
+    expect((await deviceRow(device.deviceId)).attestationStatus).toBe('FAILED');
+  });
+
+  it('fails a response signed by another key with SIGNATURE_INVALID', async () => {
+    const { device, first } = await approvedDevice('wrong-key');
+    const otherKey = path.join(device.dir, 'other.key');
+    await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', otherKey]);
+    await device.publish(await device.response(first, {}, otherKey));
+    const [result] = await results(first.challenge_id);
+    expect(result).toMatchObject({ outcome: 'FAIL', reasons: ['SIGNATURE_INVALID'], signatureValid: false });
+  });
+
+  it('ignores a byte-identical redelivery, fails a different second answer, and refuses a counter rollback', async () => {
+    const { device, first } = await approvedDevice('replay');
+    const response = await device.response(first);
+    await device.publish(response);
+    await results(first.challenge_id);
+    // prom-client hands out its live value objects: copy the number now.
+    const duplicatesBefore =
+      (await service.services.metrics.attestationDuplicates.get()).values[0]?.value ?? 0;
+    await device.publish(response); // QoS 1 redelivery: same bytes
+    await device.publish(await device.response(first)); // a different answer to a decided challenge
+    const decided = await results(first.challenge_id, 2);
+    expect(decided.map((row) => row.outcome)).toEqual(['PASS', 'FAIL']);
+    expect(decided[1]?.reasons).toEqual(['REPLAYED_RESPONSE']);
+    // Messages are handled concurrently: wait for the duplicate's turn before counting.
+    const duplicates = async () =>
+      (await service.services.metrics.attestationDuplicates.get()).values[0]?.value ?? 0;
+    for (let attempt = 0; attempt < 100 && (await duplicates()) === duplicatesBefore; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(await duplicates()).toBe(duplicatesBefore + 1);
+
+    const { device: other, first: otherFirst } = await approvedDevice('rollback');
+    await other.publish(await other.response(otherFirst, { counter: 10 }));
+    await results(otherFirst.challenge_id);
+    const next = await challenge(other);
+    await other.publish(await other.response(next, { counter: 9 }));
+    expect((await results(next.challenge_id))[0]?.reasons).toEqual(['COUNTER_REPLAY']);
+  });
+
+  it('never lets an unattributable response change a device: bad signature on the bare topic, unknown challenge', async () => {
+    const { device, first } = await approvedDevice('bare');
+    const otherKey = path.join(device.dir, 'forger.key');
+    await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', otherKey]);
+    const forged = await device.response(first, { firmware_hash: `sha256:${'66'.repeat(32)}` }, otherKey);
+    await device.publish(forged, 'cps/attest/response');
+    await device.publish(
+      await device.response({ ...first, challenge_id: '00000000-0000-4000-8000-000000000000' }),
+    );
+    // The genuine answer on the bare topic still decides the challenge: its signature attributes it.
+    await device.publish(await device.response(first), 'cps/attest/response');
+    const decided = await results(first.challenge_id);
+    expect(decided.map((row) => row.outcome)).toEqual(['PASS']);
+    const events = await em().find(AuditEvent, {
+      subject: `device:${device.deviceId}`,
+      action: { $like: 'attestation.security-event.%' },
+    });
+    expect(events.map((event) => event.action).sort()).toEqual([
+      'attestation.security-event.unattributable',
+      'attestation.security-event.unknown-challenge',
+    ]);
+  });
+
+  it('counts malformed payloads without crashing the consumer', async () => {
+    const { device, first } = await approvedDevice('malformed');
+    await device.publish('{ not json');
+    await device.publish('x'.repeat(40 * 1024));
+    await device.publish(await device.response(first));
+    expect((await results(first.challenge_id))[0]?.outcome).toBe('PASS');
+  });
+});
+
+describe('timeouts (injected clock)', () => {
+  it('three timeouts in a row make the device FAILED/UNRESPONSIVE with one case; a PASS heals it', async () => {
+    const { device, first } = await approvedDevice('silent');
+    const challenges = [first, await challenge(device), await challenge(device)];
+    clock.advance(11_000);
+    await service.services.attestation.expireOverdue(em());
+    for (const item of challenges) expect((await results(item.challenge_id))[0]?.outcome).toBe('TIMEOUT');
+    const failed = await deviceRow(device.deviceId);
+    expect(failed).toMatchObject({
+      attestationStatus: 'FAILED',
+      failureKind: 'UNRESPONSIVE',
+      consecutiveFailures: 3,
+    });
+    expect(await openCases(device.deviceId, 'UNRESPONSIVE')).toBe(1);
+
+    // A late answer is recorded but changes nothing.
+    await device.publish(await device.response(first));
+    const next = await challenge(device);
+    await device.publish(await device.response(next));
+    expect((await results(next.challenge_id))[0]?.outcome).toBe('PASS');
+    expect(await deviceRow(device.deviceId)).toMatchObject({
+      attestationStatus: 'VERIFIED',
+      consecutiveFailures: 0,
+    });
+    expect((await results(first.challenge_id)).map((row) => row.outcome)).toEqual(['TIMEOUT']);
+  });
+});
