@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AttestationResult } from '../../../src/attestation/attestation-result.entity.js';
 import { AuditEvent } from '../../../src/audit/audit-event.entity.js';
-import { Case } from '../../../src/cases/case.entity.js';
+import { Case, type CaseSource } from '../../../src/cases/case.entity.js';
 import { Device } from '../../../src/devices/device.entity.js';
 import { ManualClock } from '../../../src/shared/clock.js';
 import { OpensslDevice, type Challenge } from '../../support/attestation-device.js';
@@ -52,7 +52,7 @@ async function results(challengeId: string, count = 1): Promise<AttestationResul
 }
 
 const deviceRow = (deviceId: string) => em().findOneOrFail(Device, { deviceId });
-const openCases = async (deviceId: string, source: string) =>
+const openCases = async (deviceId: string, source: CaseSource) =>
   em().count(Case, { deviceRef: (await deviceRow(deviceId)).id, source, status: 'OPEN' });
 
 describe('attestation over MQTT', () => {
