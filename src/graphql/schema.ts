@@ -8,6 +8,7 @@ import './types/audit.js';
 import './types/certificates.js';
 import './types/cases.js';
 import './types/devices.js';
+import './types/enrollment-groups.js';
 
 /** The schema, sorted so the printed file changes only when the API does. */
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -34,10 +34,10 @@ import { CertificateRef, RevocationReasonEnum } from './certificates.js';
 
 const CURSOR_KIND = 'device';
 
-const DeviceTypeEnum = builder.enumType('DeviceType', { values: DEVICE_TYPES });
+export const DeviceTypeEnum = builder.enumType('DeviceType', { values: DEVICE_TYPES });
 const AttestationStatusEnum = builder.enumType('AttestationStatus', { values: ATTESTATION_STATUSES });
 const EnrollmentStateEnum = builder.enumType('EnrollmentState', { values: ENROLLMENT_STATES });
-const CriticalityEnum = builder.enumType('Criticality', {
+export const CriticalityEnum = builder.enumType('Criticality', {
   values: { CRITICAL: { value: 'critical' }, STANDARD: { value: 'standard' } } as const,
 });
 const RegistrationOutcomeEnum = builder.enumType('RegistrationOutcome', {

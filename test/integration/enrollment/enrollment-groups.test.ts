@@ -6,7 +6,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { curl } from '../../support/curl.js';
 import { openssl } from '../../support/openssl.js';
-import { startTestService, type TestService } from '../../support/service.js';
+import { graphql, startTestService, type TestService } from '../../support/service.js';
 
 let service: TestService;
 let work: string;
@@ -325,5 +325,58 @@ describe('enrollment token over MQTT with a manufacturer certificate', () => {
   it('refuses a manufacturer certificate of no group at connect', async () => {
     const deviceId = `plc-nogroup-${randomBytes(3).toString('hex')}`;
     await expect(connectWith(deviceId, await makeIdevid(deviceId, intC), [intC])).rejects.toThrow();
+  });
+});
+
+describe('enrollment groups in GraphQL', () => {
+  const mutation = `mutation Create($input: EnrollmentGroupInput!) {
+    createEnrollmentGroup(input: $input) {
+      __typename
+      ... on MutationCreateEnrollmentGroupSuccess { data { name representativeFingerprint defaultDeviceType autoApprove } }
+      ... on ValidationFailed { field }
+    }
+  }`;
+
+  it('lets an admin create a group, validates the representative, and refuses other roles', async () => {
+    const admin = await service.token('admin');
+    const operator = await service.token('operator');
+    const root3 = await makeCa('acme-root-3');
+    const input = {
+      name: 'Gateways root 3',
+      chainPems: [await readFile(root3.cert, 'utf8')],
+      representativeFingerprint: await fingerprint(root3.cert),
+      defaultDeviceType: 'GATEWAY',
+    };
+    const created = await graphql<{ createEnrollmentGroup: Record<string, unknown> }>(
+      service.app.urls.graphql,
+      admin,
+      mutation,
+      { input },
+    );
+    expect(created.body.data?.createEnrollmentGroup).toEqual({
+      __typename: 'MutationCreateEnrollmentGroupSuccess',
+      data: {
+        name: 'Gateways root 3',
+        representativeFingerprint: input.representativeFingerprint.replaceAll(':', '').toLowerCase(),
+        defaultDeviceType: 'GATEWAY',
+        autoApprove: false,
+      },
+    });
+    const invalid = await graphql<{ createEnrollmentGroup: Record<string, unknown> }>(
+      service.app.urls.graphql,
+      admin,
+      mutation,
+      {
+        input: { ...input, name: 'other', representativeFingerprint: 'ab'.repeat(32) },
+      },
+    );
+    expect(invalid.body.data?.createEnrollmentGroup).toEqual({
+      __typename: 'ValidationFailed',
+      field: 'representativeFingerprint',
+    });
+    const refused = await graphql(service.app.urls.graphql, operator, mutation, {
+      input: { ...input, name: 'x' },
+    });
+    expect(refused.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
   });
 });
