@@ -30,7 +30,7 @@ export class OpensslDevice {
   certificatePem!: string;
 
   private constructor(
-    readonly service: TestService,
+    public service: TestService,
     readonly deviceId: string,
     readonly dir: string,
     readonly keyFile: string,
@@ -79,21 +79,27 @@ export class OpensslDevice {
     });
     const device = new OpensslDevice(service, deviceId, dir, keyFile);
     device.certificatePem = result.certificate.pem;
-    device.client = await mqtt.connectAsync(service.app.urls.mqtt, {
-      clientId: deviceId,
-      key: await readFile(keyFile),
-      cert: result.certificate.pem,
+    await device.connect(service);
+    return device;
+  }
+
+  /** Connects (again) to `service`'s broker, for example after a restart of the service. */
+  async connect(service: TestService): Promise<void> {
+    this.service = service;
+    this.client = await mqtt.connectAsync(service.app.urls.mqtt, {
+      clientId: this.deviceId,
+      key: await readFile(this.keyFile),
+      cert: this.certificatePem,
       ca: service.services.ca.rootPem,
       protocolVersion: 4,
       reconnectPeriod: 0,
     });
-    device.client.on('message', (_topic, payload) => {
+    this.client.on('message', (_topic, payload) => {
       const challenge = JSON.parse(payload.toString()) as Challenge;
-      device.challenges.push(challenge);
-      device.waiters.shift()?.(challenge);
+      this.challenges.push(challenge);
+      this.waiters.shift()?.(challenge);
     });
-    await device.client.subscribeAsync(`cps/attest/challenge/${deviceId}`, { qos: 1 });
-    return device;
+    await this.client.subscribeAsync(`cps/attest/challenge/${this.deviceId}`, { qos: 1 });
   }
 
   /** The next challenge not yet taken (waits for it to arrive). */

@@ -25,9 +25,11 @@ export async function startTestService(
     env?: Record<string, string>;
     clock?: Clock;
     databaseUrl?: string;
+    /** Reuse a data dir (and so the CA) of an earlier instance; the caller then owns its removal. */
+    dataDir?: string;
   } = {},
 ): Promise<TestService> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'fleetproof-test-'));
+  const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'fleetproof-test-')));
   const env: Record<string, string> = {
     NODE_ENV: 'test',
     DATABASE_URL: options.databaseUrl ?? (await freshDatabaseUrl()),
@@ -58,7 +60,7 @@ export async function startTestService(
     },
     async close() {
       await running.stop();
-      await rm(dataDir, { recursive: true, force: true });
+      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }
