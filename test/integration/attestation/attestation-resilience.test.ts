@@ -27,7 +27,13 @@ afterAll(async () => {
 /** Records what a scheduler sent: the schedule is under test here, not MQTT delivery. */
 function recordingTransport(): ChallengeTransport & { sent: ChallengeMessage[] } {
   const sent: ChallengeMessage[] = [];
-  return { sent, publishChallenge: async (_deviceId, message) => void sent.push(message) };
+  return {
+    sent,
+    publishChallenge: (_deviceId, message) => {
+      sent.push(message);
+      return Promise.resolve();
+    },
+  };
 }
 
 async function results(service: TestService, challengeId: string): Promise<AttestationResult[]> {
@@ -100,13 +106,13 @@ describe('attestation across instances and restarts', () => {
     const second = await startTestService({ mqtt: 'embedded', clock, databaseUrl, dataDir });
     try {
       await device.connect(second);
-      await device.publish(await device.response(toAnswer!));
-      expect((await results(second, toAnswer!.challenge_id)).map((row) => row.outcome)).toEqual(['PASS']);
+      await device.publish(await device.response(toAnswer));
+      expect((await results(second, toAnswer.challenge_id)).map((row) => row.outcome)).toEqual(['PASS']);
       clock.advance(11_000);
       await second.scheduler.tick();
       await second.scheduler.tick();
-      expect((await results(second, toTimeOut!.challenge_id)).map((row) => row.outcome)).toEqual(['TIMEOUT']);
-      expect((await results(second, toAnswer!.challenge_id)).map((row) => row.outcome)).toEqual(['PASS']);
+      expect((await results(second, toTimeOut.challenge_id)).map((row) => row.outcome)).toEqual(['TIMEOUT']);
+      expect((await results(second, toAnswer.challenge_id)).map((row) => row.outcome)).toEqual(['PASS']);
     } finally {
       await device.close();
       await second.close();
