@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -148,5 +148,11 @@ export class OpensslDevice {
 
   async close(): Promise<void> {
     await this.client.endAsync(true);
+  }
+
+  /** Closes the connection and removes the key material. */
+  async dispose(): Promise<void> {
+    await this.close();
+    await rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -42,7 +42,8 @@ export async function startTestService(
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...options.env,
   };
-  if (options.mqtt !== 'embedded' && process.env.MQTT_URL) env.MQTT_URL = process.env.MQTT_URL;
+  if (!options.env?.MQTT_URL && options.mqtt !== 'embedded' && process.env.MQTT_URL)
+    env.MQTT_URL = process.env.MQTT_URL;
   const config = loadConfig(env);
   const logger = createLogger({ level: config.logLevel, pretty: false });
   const running = await startService(config, logger, options.clock);

@@ -19,7 +19,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const device of devices) await device.close();
+  for (const device of devices) await device.dispose();
   await service?.close();
 });
 

@@ -114,7 +114,7 @@ describe('attestation across instances and restarts', () => {
       expect((await results(second, toTimeOut.challenge_id)).map((row) => row.outcome)).toEqual(['TIMEOUT']);
       expect((await results(second, toAnswer.challenge_id)).map((row) => row.outcome)).toEqual(['PASS']);
     } finally {
-      await device.close();
+      await device.dispose();
       await second.close();
     }
   });
