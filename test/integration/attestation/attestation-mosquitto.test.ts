@@ -81,7 +81,7 @@ async function startMosquitto(port: number): Promise<ChildProcess> {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   for (let attempt = 0; attempt < 100; attempt += 1) {
     const open = await new Promise<boolean>((resolve) => {
       const socket = net
