@@ -11,6 +11,7 @@ import { addEstRoutes } from './rest/est.routes.js';
 import { addHealthRoutes, type HealthCheck } from './rest/health.routes.js';
 import { problem, sendProblem } from './rest/problem.js';
 import { Router } from './rest/router.js';
+import { addSettingsRoutes } from './rest/settings.routes.js';
 import type { Services } from './services.js';
 
 export interface AppDeps {
@@ -39,6 +40,7 @@ export function buildApp(deps: AppDeps): App {
   addHealthRoutes(router, healthChecks(deps), services.metrics);
   addDeviceRoutes(router, services);
   addEstRoutes(router, services);
+  addSettingsRoutes(router, services);
 
   const inFlight = new Set<Promise<void>>();
   const handler = (req: IncomingMessage, res: ServerResponse): void => {

@@ -5,7 +5,11 @@ import { createPubSub } from 'graphql-yoga';
 import { buildApp, type RunningApp } from './app.js';
 import { AttestationSettingsService } from './attestation/attestation-settings.service.js';
 import { startAttestationScheduler, type AttestationScheduler } from './attestation/attestation.scheduler.js';
-import { AttestationService, type ChallengeTransport } from './attestation/attestation.service.js';
+import {
+  AttestationService,
+  LateBoundChallengeTransport,
+  type ChallengeTransport,
+} from './attestation/attestation.service.js';
 import { DiceEvidenceVerifier } from './attestation/dice-evidence.verifier.js';
 import { AuditService } from './audit/audit.service.js';
 import { TokenService } from './auth/token.service.js';
@@ -94,6 +98,7 @@ export async function createServices(
       cases,
       enrollmentSettings,
       attestationSettings,
+      challengeTransport: new LateBoundChallengeTransport(),
       attestation: new AttestationService(
         attestationSettings,
         [new DiceEvidenceVerifier(ca)],
@@ -166,7 +171,8 @@ export async function startService(
     });
     await handleEnrollmentRequests(mqttClient, services);
     await handleAttestationResponses(mqttClient, services);
-    const challengeTransport = mqttChallengeTransport(mqttClient);
+    services.challengeTransport.connect(mqttChallengeTransport(mqttClient));
+    const challengeTransport = services.challengeTransport;
     const scheduler = startAttestationScheduler({
       service: services.attestation,
       transport: challengeTransport,

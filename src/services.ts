@@ -1,6 +1,6 @@
 import type { PubSub } from 'graphql-yoga';
 import type { AttestationSettingsService } from './attestation/attestation-settings.service.js';
-import type { AttestationService } from './attestation/attestation.service.js';
+import type { AttestationService, LateBoundChallengeTransport } from './attestation/attestation.service.js';
 import type { AuditService } from './audit/audit.service.js';
 import type { TokenService } from './auth/token.service.js';
 import type { CaseService } from './cases/case.service.js';
@@ -42,5 +42,6 @@ export interface Services {
   readonly enrollmentSettings: EnrollmentSettings;
   readonly attestationSettings: AttestationSettingsService;
   readonly attestation: AttestationService;
+  readonly challengeTransport: LateBoundChallengeTransport;
   readonly serviceInfo: { version: string; database: string; rootCaFingerprint: string };
 }

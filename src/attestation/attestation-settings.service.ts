@@ -33,7 +33,9 @@ const settingsSchema = z
     }
   });
 
-export type SettingsPatch = Partial<AttestationSettingsValues>;
+export type SettingsPatch = {
+  [K in keyof AttestationSettingsValues]?: AttestationSettingsValues[K] | undefined;
+};
 
 export interface VersionedSettings {
   version: number;

@@ -27,6 +27,23 @@ export interface ChallengeTransport {
   publishChallenge(deviceId: string, challenge: ChallengeMessage, expirySeconds: number): Promise<void>;
 }
 
+/**
+ * The transport as the rest of the service sees it: built before the MQTT client exists and
+ * connected to it once it does. Until then a challenge cannot leave and simply times out.
+ */
+export class LateBoundChallengeTransport implements ChallengeTransport {
+  #target: ChallengeTransport | undefined;
+
+  connect(target: ChallengeTransport): void {
+    this.#target = target;
+  }
+
+  publishChallenge(deviceId: string, challenge: ChallengeMessage, expirySeconds: number): Promise<void> {
+    if (!this.#target) return Promise.reject(new Error('no challenge transport connected yet'));
+    return this.#target.publishChallenge(deviceId, challenge, expirySeconds);
+  }
+}
+
 export interface ChallengeMessage {
   type: 'attestation_challenge';
   device_id: string;

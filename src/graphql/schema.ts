@@ -9,6 +9,7 @@ import './types/certificates.js';
 import './types/cases.js';
 import './types/devices.js';
 import './types/enrollment-groups.js';
+import './types/attestation.js';
 
 /** The schema, sorted so the printed file changes only when the API does. */
 export const schema = lexicographicSortSchema(builder.toSchema());

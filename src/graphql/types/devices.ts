@@ -35,7 +35,7 @@ import { CertificateRef, RevocationReasonEnum } from './certificates.js';
 const CURSOR_KIND = 'device';
 
 export const DeviceTypeEnum = builder.enumType('DeviceType', { values: DEVICE_TYPES });
-const AttestationStatusEnum = builder.enumType('AttestationStatus', { values: ATTESTATION_STATUSES });
+export const AttestationStatusEnum = builder.enumType('AttestationStatus', { values: ATTESTATION_STATUSES });
 const EnrollmentStateEnum = builder.enumType('EnrollmentState', { values: ENROLLMENT_STATES });
 export const CriticalityEnum = builder.enumType('Criticality', {
   values: { CRITICAL: { value: 'critical' }, STANDARD: { value: 'standard' } } as const,

@@ -1,0 +1,220 @@
+import { randomBytes } from 'node:crypto';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OpensslDevice } from '../../support/attestation-device.js';
+import { curl } from '../../support/curl.js';
+import { graphql, startTestService, type TestService } from '../../support/service.js';
+
+let service: TestService;
+let operator: string;
+let admin: string;
+let viewer: string;
+
+beforeAll(async () => {
+  service = await startTestService({ mqtt: 'embedded' });
+  [operator, admin, viewer] = await Promise.all([
+    service.token('operator'),
+    service.token('admin'),
+    service.token('viewer'),
+  ]);
+});
+
+afterAll(async () => {
+  await service?.close();
+});
+
+const update = `mutation Update($input: AttestationSettingsInput!) {
+  updateAttestationSettings(input: $input) {
+    __typename
+    ... on MutationUpdateAttestationSettingsSuccess { data { version nonceSize allowedClockSkewS } }
+    ... on ValidationFailed { field }
+  }
+}`;
+
+type UpdateResult = {
+  updateAttestationSettings: { __typename: string; field?: string; data?: Record<string, number> };
+};
+
+describe('runtime attestation settings', () => {
+  it('starts at the runbook defaults, lets an operator tighten, and demands admin and a reason to weaken', async () => {
+    const current = await graphql<{ attestationSettings: Record<string, number> }>(
+      service.app.urls.graphql,
+      viewer,
+      '{ attestationSettings { version nonceSize challengeIntervalCriticalS challengeIntervalStandardS allowedClockSkewS attestationTimeoutS failureThreshold } }',
+    );
+    expect(current.body.data?.attestationSettings).toEqual({
+      version: 0,
+      nonceSize: 32,
+      challengeIntervalCriticalS: 300,
+      challengeIntervalStandardS: 1800,
+      allowedClockSkewS: 2,
+      attestationTimeoutS: 10,
+      failureThreshold: 3,
+    });
+
+    const tightened = await graphql<UpdateResult>(service.app.urls.graphql, operator, update, {
+      input: { nonceSize: 48 },
+    });
+    expect(tightened.body.data?.updateAttestationSettings).toEqual({
+      __typename: 'MutationUpdateAttestationSettingsSuccess',
+      data: { version: 1, nonceSize: 48, allowedClockSkewS: 2 },
+    });
+    const weakenAsOperator = await graphql<UpdateResult>(service.app.urls.graphql, operator, update, {
+      input: { allowedClockSkewS: 30, reason: 'field clocks drift' },
+    });
+    expect(weakenAsOperator.body.data?.updateAttestationSettings.__typename).toBe('Forbidden');
+    const weakenWithoutReason = await graphql<UpdateResult>(service.app.urls.graphql, admin, update, {
+      input: { allowedClockSkewS: 30 },
+    });
+    expect(weakenWithoutReason.body.data?.updateAttestationSettings).toEqual({
+      __typename: 'ValidationFailed',
+      field: 'reason',
+    });
+    const nonsense = await graphql<UpdateResult>(service.app.urls.graphql, admin, update, {
+      input: { attestationTimeoutS: 400, reason: 'x'.repeat(5) },
+    });
+    expect(nonsense.body.data?.updateAttestationSettings).toEqual({
+      __typename: 'ValidationFailed',
+      field: 'attestation_timeout_s',
+    });
+    const weakened = await graphql<UpdateResult>(service.app.urls.graphql, admin, update, {
+      input: { allowedClockSkewS: 30, reason: 'field clocks drift' },
+    });
+    expect(weakened.body.data?.updateAttestationSettings.data).toEqual({
+      version: 2,
+      nonceSize: 48,
+      allowedClockSkewS: 30,
+    });
+  });
+
+  it("accepts the runbook's PATCH body and refuses a bad value as problem+json", async () => {
+    const patch = (body: unknown) =>
+      curl([
+        '-X',
+        'PATCH',
+        `${service.app.urls.http}/api/v1/settings/runtime`,
+        '-H',
+        `Authorization: Bearer ${admin}`,
+        '-H',
+        'Content-Type: application/json',
+        '--data',
+        JSON.stringify(body),
+      ]);
+    const ok = await patch({
+      cps_attestation: { nonce_size: 32, allowed_clock_skew_s: 2 },
+      reason: 'back to the runbook',
+    });
+    expect(ok.status, ok.stdout).toBe(200);
+    expect(
+      (JSON.parse(ok.stdout) as { cps_attestation: Record<string, number> }).cps_attestation,
+    ).toMatchObject({ nonce_size: 32, allowed_clock_skew_s: 2 });
+    const bad = await patch({ cps_attestation: { nonce_size: 8 } });
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.stdout)).toMatchObject({
+      type: 'urn:fleetproof:problem:validation-failed',
+      field: 'nonce_size',
+    });
+    const unknown = await patch({ cps_attestation: { nonce_bytes: 32 } });
+    expect(unknown.status).toBe(400);
+  });
+});
+
+describe('attestation results in GraphQL', () => {
+  it('streams each result to attestationEvents with a cursor that attestationResults resumes from', async () => {
+    const device = await OpensslDevice.enroll(service, `api-${randomBytes(3).toString('hex')}`);
+    try {
+      const client = createClient({
+        url: service.app.urls.graphql.replace(/^http/, 'ws'),
+        webSocketImpl: WebSocket,
+        connectionParams: { authorization: `Bearer ${viewer}` },
+        retryAttempts: 0,
+      });
+      const events = client.iterate<{
+        attestationEvents: {
+          cursor: string;
+          outcome: string;
+          challengeId: string;
+          device: { deviceId: string };
+        };
+      }>({
+        query: `subscription { attestationEvents(filter: { deviceId: "${device.deviceId}" }) { cursor outcome challengeId device { deviceId } } }`,
+      });
+      const firstEvent = events.next();
+      await new Promise((resolve) => setTimeout(resolve, 300)); // let the subscription register
+      const challenge = device.nextChallenge();
+      const approved = await graphql<{ approveDevice: { __typename: string } }>(
+        service.app.urls.graphql,
+        operator,
+        `mutation { approveDevice(deviceId: "${device.deviceId}") { __typename } }`,
+      );
+      expect(approved.body.errors).toBeUndefined();
+      const received = await challenge;
+      await device.publish(await device.response(received));
+      const event = (await firstEvent).value as {
+        data: { attestationEvents: { cursor: string; outcome: string; challengeId: string } };
+      };
+      expect(event.data.attestationEvents).toMatchObject({
+        outcome: 'PASS',
+        challengeId: received.challenge_id,
+      });
+
+      const page = await graphql<{
+        attestationResults: { edges: Array<{ cursor: string; node: { challengeId: string } }> };
+      }>(
+        service.app.urls.graphql,
+        viewer,
+        `{ attestationResults(filter: { deviceId: "${device.deviceId}" }) { edges { cursor node { challengeId } } } }`,
+      );
+      expect(page.body.data?.attestationResults.edges.map((edge) => edge.cursor)).toEqual([
+        event.data.attestationEvents.cursor,
+      ]);
+      const after = await graphql<{ attestationResults: { edges: unknown[] } }>(
+        service.app.urls.graphql,
+        viewer,
+        `{ attestationResults(after: "${event.data.attestationEvents.cursor}", filter: { deviceId: "${device.deviceId}" }) { edges { cursor } } }`,
+      );
+      expect(after.body.data?.attestationResults.edges).toEqual([]);
+      const deviceView = await graphql<{
+        device: { lastAttestation: { outcome: string }; consecutiveFailures: number };
+      }>(
+        service.app.urls.graphql,
+        viewer,
+        `{ device(deviceId: "${device.deviceId}") { consecutiveFailures lastAttestation { outcome } } }`,
+      );
+      expect(deviceView.body.data?.device).toEqual({
+        consecutiveFailures: 0,
+        lastAttestation: { outcome: 'PASS' },
+      });
+      await events.return?.();
+      await client.dispose();
+    } finally {
+      await device.dispose();
+    }
+  });
+
+  it('refuses to challenge a device that is not approved, and an unknown one', async () => {
+    const mutation = (deviceId: string) =>
+      `mutation { challengeDevice(deviceId: "${deviceId}") { __typename ... on InvalidTransition { from } } }`;
+    await service.services.inventory.register(
+      service.services.database.orm.em.fork(),
+      { device_id: 'idle-1', device_type: 'HMI' },
+      'test',
+    );
+    const registered = await graphql<{ challengeDevice: { __typename: string; from?: string } }>(
+      service.app.urls.graphql,
+      operator,
+      mutation('idle-1'),
+    );
+    expect(registered.body.data?.challengeDevice).toEqual({
+      __typename: 'InvalidTransition',
+      from: 'REGISTERED',
+    });
+    const unknown = await graphql<{ challengeDevice: { __typename: string } }>(
+      service.app.urls.graphql,
+      operator,
+      mutation('ghost-9'),
+    );
+    expect(unknown.body.data?.challengeDevice.__typename).toBe('DeviceNotFound');
+  });
+});
