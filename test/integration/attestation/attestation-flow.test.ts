@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AttestationResult } from '../../../src/attestation/attestation-result.entity.js';
@@ -88,6 +89,49 @@ describe('attestation over MQTT', () => {
     await device.publish(await device.response(next));
     expect((await results(next.challenge_id))[0]?.outcome).toBe('PASS');
     expect((await deviceRow(device.deviceId)).attestationStatus).toBe('FAILED');
+  });
+
+  it('fails WRONG_DEVICE, CERT_NOT_CURRENT and CHAIN_INVALID when the response names or carries the wrong identity', async () => {
+    const { device, first } = await approvedDevice('identity');
+    await device.publish(await device.response(first, { device_id: 'someone-else' }));
+    expect((await results(first.challenge_id))[0]?.reasons).toEqual(['WRONG_DEVICE']);
+
+    // Renew the certificate with the same key: the old one is superseded and no longer proves anything.
+    const previousPem = device.certificatePem;
+    const csr = await openssl(['req', '-new', '-key', device.keyFile, '-subj', `/CN=${device.deviceId}`]);
+    const renewed = await service.services.enrollment.reenroll(em(), {
+      clientCertificate: Buffer.from(previousPem.replace(/-----[^-]+-----|\s/g, ''), 'base64'),
+      csr: csr.stdout,
+      channelBinding: undefined,
+      clientAddress: '127.0.0.1',
+    });
+    const stale = await challenge(device);
+    const withOldCertificate = { ...(await device.response(stale)), cert_chain: [previousPem] };
+    await device.publish(withOldCertificate);
+    expect((await results(stale.challenge_id))[0]?.reasons).toEqual(['CERT_NOT_CURRENT']);
+
+    const selfSigned = path.join(device.dir, 'self.pem');
+    await openssl([
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      device.keyFile,
+      '-subj',
+      `/CN=${device.deviceId}`,
+      '-days',
+      '1',
+      '-out',
+      selfSigned,
+    ]);
+    device.certificatePem = renewed.certificate.pem;
+    const forged = await challenge(device);
+    const withSelfSigned = {
+      ...(await device.response(forged)),
+      cert_chain: [await readFile(selfSigned, 'utf8')],
+    };
+    await device.publish(withSelfSigned);
+    expect((await results(forged.challenge_id))[0]?.reasons).toEqual(['CHAIN_INVALID', 'CERT_NOT_CURRENT']);
   });
 
   it('fails a response signed by another key with SIGNATURE_INVALID', async () => {
