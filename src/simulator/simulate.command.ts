@@ -1,0 +1,166 @@
+import { readFile } from 'node:fs/promises';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
+import { assignBehaviours, type Behaviour } from './behaviours.js';
+import { newDiceIdentity } from './dice-identity.js';
+import { approve, enroll, generateDeviceKeys, register, requestOtt, type Endpoints } from './provisioning.js';
+import { VirtualDevice } from './virtual-device.js';
+
+export interface SimulateOptions {
+  devices: number;
+  behaviour: string;
+  api: string;
+  http: string;
+  broker: string;
+  ca: string;
+  facilitiesToken: string | undefined;
+  operatorToken: string | undefined;
+  approve: boolean;
+  prefix: string;
+  type: string;
+  concurrency: number;
+  duration: number | undefined;
+  slowMs: number;
+}
+
+interface Tally {
+  enrolled: number;
+  failedProvisioning: Map<string, number>;
+  outcomes: Map<string, number>;
+}
+
+/**
+ * `fleetproof simulate`: provisions N virtual DICE devices exactly as real ones would (inventory, OTT,
+ * EST with channel binding, optional approval), connects them to the broker and answers challenges
+ * until the duration ends or SIGINT. Results come back from the service's attestationEvents feed.
+ */
+export async function runSimulation(
+  options: SimulateOptions,
+  out: NodeJS.WritableStream = process.stderr,
+): Promise<number> {
+  if (!options.facilitiesToken)
+    throw new Error('a facilities token is required (--facilities-token or FLEETPROOF_FACILITIES_TOKEN)');
+  if (options.approve && !options.operatorToken)
+    throw new Error('--approve needs an operator token (--operator-token or FLEETPROOF_OPERATOR_TOKEN)');
+  const endpoints: Endpoints = {
+    http: options.http,
+    https: options.api,
+    caPem: await readFile(options.ca, 'utf8'),
+  };
+  const behaviours = assignBehaviours(options.behaviour, options.devices);
+  const runId = Math.random().toString(36).slice(2, 7);
+  const tally: Tally = { enrolled: 0, failedProvisioning: new Map(), outcomes: new Map() };
+  const devices: VirtualDevice[] = [];
+  const ourIds = new Set<string>();
+
+  const stopFeed = options.operatorToken ? watchResults(options, ourIds, tally) : () => Promise.resolve();
+  const progress = setInterval(() => {
+    const answered = devices.reduce((sum, device) => sum + device.counters.answered, 0);
+    out.write(
+      `[simulate] enrolled ${tally.enrolled}/${options.devices}, connected ${devices.length}, answered ${answered}, results ${format(tally.outcomes)}\n`,
+    );
+  }, 1_000);
+
+  let next = 0;
+  const worker = async () => {
+    while (next < behaviours.length) {
+      const index = next++;
+      const behaviour = behaviours[index]!;
+      const deviceId = `${options.prefix}-${runId}-${String(index).padStart(5, '0')}`;
+      try {
+        devices.push(await provisionOne(options, endpoints, deviceId, behaviour));
+        ourIds.add(deviceId);
+        tally.enrolled += 1;
+      } catch (error) {
+        const key = (error as Error).message.split(':')[0] ?? 'error';
+        tally.failedProvisioning.set(key, (tally.failedProvisioning.get(key) ?? 0) + 1);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, worker));
+
+  await new Promise<void>((resolve) => {
+    const timer = options.duration !== undefined ? setTimeout(resolve, options.duration * 1000) : undefined;
+    process.once('SIGINT', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  clearInterval(progress);
+  await stopFeed();
+  await Promise.allSettled(devices.map((device) => device.close()));
+
+  const byBehaviour = new Map<Behaviour, number>();
+  for (const device of devices)
+    byBehaviour.set(device.behaviour, (byBehaviour.get(device.behaviour) ?? 0) + 1);
+  const challenges = devices.reduce((sum, device) => sum + device.counters.challenges, 0);
+  const answered = devices.reduce((sum, device) => sum + device.counters.answered, 0);
+  out.write(
+    [
+      '',
+      'simulation summary',
+      `  devices enrolled:   ${tally.enrolled}/${options.devices} (${format(byBehaviour)})`,
+      ...(tally.failedProvisioning.size
+        ? [`  provisioning failed: ${format(tally.failedProvisioning)}`]
+        : []),
+      `  challenges:         ${challenges} received, ${answered} answers sent`,
+      `  results:            ${tally.outcomes.size ? format(tally.outcomes) : options.operatorToken ? 'none yet' : 'pass --operator-token to follow results'}`,
+      '',
+    ].join('\n'),
+  );
+  return tally.enrolled === options.devices ? 0 : 1;
+}
+
+async function provisionOne(
+  options: SimulateOptions,
+  endpoints: Endpoints,
+  deviceId: string,
+  behaviour: Behaviour,
+): Promise<VirtualDevice> {
+  const identity = newDiceIdentity();
+  const keys = await generateDeviceKeys();
+  await register(endpoints, options.facilitiesToken!, deviceId, identity, options.type);
+  const ott = await requestOtt(endpoints, deviceId, identity, options.type);
+  const certificatePem = await enroll(endpoints, deviceId, ott, keys);
+  if (options.approve) await approve(endpoints, options.operatorToken!, deviceId);
+  const device = new VirtualDevice(deviceId, behaviour, identity, keys.privateKey, certificatePem, {
+    slowMs: options.slowMs,
+  });
+  await device.connect(
+    options.broker,
+    endpoints.caPem,
+    keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  );
+  return device;
+}
+
+/** Follows attestationEvents and tallies outcomes (and failure reasons) of this run's devices. */
+function watchResults(options: SimulateOptions, ourIds: Set<string>, tally: Tally): () => Promise<void> {
+  const client = createClient({
+    url: `${options.http.replace(/^http/, 'ws')}/graphql`,
+    onNonLazyError: () => undefined,
+    webSocketImpl: WebSocket,
+    connectionParams: { authorization: `Bearer ${options.operatorToken}` },
+  });
+  const events = client.iterate<{
+    attestationEvents: { outcome: string; reasons: string[]; device: { deviceId: string } };
+  }>({
+    query: 'subscription { attestationEvents { outcome reasons device { deviceId } } }',
+  });
+  void (async () => {
+    for await (const event of events) {
+      const result = event.data?.attestationEvents;
+      if (!result || !ourIds.has(result.device.deviceId)) continue;
+      const key = result.outcome === 'FAIL' ? `FAIL(${result.reasons.join('+')})` : result.outcome;
+      tally.outcomes.set(key, (tally.outcomes.get(key) ?? 0) + 1);
+    }
+  })().catch(() => undefined);
+  return async () => {
+    // Closing the socket settles the iterator with the close event: nothing to report at shutdown.
+    await Promise.allSettled([events.return?.(), client.dispose()]);
+  };
+}
+
+function format(counts: Map<string, number>): string {
+  return [...counts.entries()].map(([key, value]) => `${key} ${value}`).join(', ') || '-';
+}
