@@ -11,7 +11,16 @@ import { startService, type Running } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 import { decodeCsr, verifyCsr } from '../src/pki/index.js';
 import type { ClientSetup, FromClient, RunResult, ToClient } from './enroll-client.js';
-import { everySecond, fmt, generateCsr, machine, opsPerSecond, percentile } from './support.js';
+import {
+  createDatabase,
+  everySecond,
+  fmt,
+  generateCsr,
+  machine,
+  opsPerSecond,
+  percentile,
+  redact,
+} from './support.js';
 
 const WARMUP_SECONDS = 3;
 const CEILING_SECONDS = 3;
@@ -237,30 +246,6 @@ class Client {
   }
 }
 
-/** A dedicated database `fp_bench_<pid>` beside the one DATABASE_URL names, dropped afterwards. */
-async function createDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `fp_bench_${process.pid}`;
-  const maintenance = new URL(adminUrl);
-  maintenance.pathname = '/postgres';
-  const admin = async (sql: string) => {
-    const client = new pg.Client({ connectionString: maintenance.toString() });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
-  await admin(`drop database if exists ${name}`);
-  await admin(`create database ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: () => admin(`drop database if exists ${name} with (force)`),
-  };
-}
-
 async function startProfiler(): Promise<{ stop(file: string): Promise<void> }> {
   const session = new Session();
   session.connect();
@@ -280,10 +265,4 @@ function positiveInt(flag: string, value: string): number {
   const parsed = Number(value);
   if (!Number.isInteger(parsed) || parsed <= 0) throw new Error(`${flag} must be a positive integer`);
   return parsed;
-}
-
-function redact(url: string): string {
-  const parsed = new URL(url);
-  if (parsed.password) parsed.password = '***';
-  return parsed.toString();
 }

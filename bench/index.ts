@@ -7,6 +7,11 @@ const BENCHMARKS: Record<string, { summary: string; run: (args: string[]) => Pro
       'end-to-end OTT + EST simpleenroll per second over HTTPS [--concurrency 16] [--seconds 60] [--devices N] [--embedded] [--profile F.cpuprofile]',
     run: async (args) => (await import('./enroll.js')).runEnrollBenchmark(args),
   },
+  attest: {
+    summary:
+      'challenge + verification + recording per second, in process without MQTT [--devices 200] [--seconds 30] [--concurrency 16] [--embedded]',
+    run: async (args) => (await import('./attest.js')).runAttestBenchmark(args),
+  },
 };
 
 const name = process.argv[2];

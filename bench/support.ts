@@ -3,6 +3,7 @@ import https from 'node:https';
 import os from 'node:os';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import pg from 'pg';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -86,3 +87,34 @@ export function machine(): string {
 
 export const fmt = (value: number, digits = 1): string =>
   Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
+
+/** A dedicated database `fp_bench_<pid>` beside the one DATABASE_URL names, dropped afterwards. */
+export async function createDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `fp_bench_${process.pid}`;
+  const maintenance = new URL(adminUrl);
+  maintenance.pathname = '/postgres';
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: maintenance.toString() });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`drop database if exists ${name}`);
+  await admin(`create database ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: () => admin(`drop database if exists ${name} with (force)`),
+  };
+}
+
+/** The URL with any password removed, for printing. */
+export function redact(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = '***';
+  return parsed.toString();
+}
