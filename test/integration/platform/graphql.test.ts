@@ -141,3 +141,42 @@ describe('GraphQL over WebSocket', () => {
     await client.dispose();
   });
 });
+
+describe('GraphQL subscriptions over SSE', () => {
+  it('streams audit events to an admin over text/event-stream with the same bearer auth', async () => {
+    const admin = await service.token('admin', 'sse-admin');
+    const controller = new AbortController();
+    const response = await fetch(service.app.urls.graphql, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'text/event-stream',
+        authorization: `Bearer ${admin}`,
+      },
+      body: JSON.stringify({ query: 'subscription { auditEvents { action subject } }' }),
+      signal: controller.signal,
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    const reader = response.body!.getReader();
+    let text = '';
+    const deadline = Date.now() + 10_000;
+    while (!text.includes('token.created') && Date.now() < deadline) {
+      await service.token('viewer', 'sse-trigger');
+      const chunk = await Promise.race([
+        reader.read(),
+        new Promise<undefined>((resolve) => setTimeout(resolve, 200)),
+      ]);
+      if (chunk && !chunk.done) text += Buffer.from(chunk.value).toString();
+    }
+    controller.abort();
+    expect(text).toMatch(/data: \{"data":\{"auditEvents":\{"action":"token.created"/);
+
+    const anonymous = await fetch(service.app.urls.graphql, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ query: 'subscription { auditEvents { action } }' }),
+    });
+    expect(await anonymous.text()).toContain('UNAUTHENTICATED');
+  });
+});
