@@ -4,6 +4,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import type { CaseService } from '../cases/case.service.js';
 import { DeviceCertificate } from '../certificates/device-certificate.entity.js';
+import { deviceChanged } from '../devices/device-events.js';
 import { Device } from '../devices/device.entity.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Clock } from '../shared/clock.js';
@@ -442,17 +443,16 @@ export class AttestationService {
   ): AttestationResult {
     const decidedAt = receivedAt ?? this.clock.now();
     if (previousStatus !== device.attestationStatus) {
-      tx.emit('device.changed', {
-        deviceId: device.deviceId,
-        change: `attestation-${outcome.toLowerCase()}`,
-        attestationStatus: device.attestationStatus,
-        enrollmentState: device.enrollmentState,
-        previousAttestationStatus: previousStatus,
-        siteId: device.siteId,
-        occurredAt: decidedAt.toISOString(),
-        actor: 'system:attestation',
-        reason: reasons.join(', ') || null,
-      });
+      tx.emit(
+        'device.changed',
+        deviceChanged(device, {
+          change: `attestation-${outcome.toLowerCase()}`,
+          previousStatus,
+          actor: 'system:attestation',
+          reason: reasons.join(', ') || null,
+          at: decidedAt,
+        }),
+      );
     }
     const result = Object.assign(new AttestationResult(), {
       challengeId: challenge.id,

@@ -4,6 +4,7 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { CaseService } from '../cases/case.service.js';
 import type { CrlService } from '../certificates/crl.service.js';
 import { DeviceCertificate } from '../certificates/device-certificate.entity.js';
+import { deviceChanged } from '../devices/device-events.js';
 import { Device, type AttestationStatus, type EnrollmentState } from '../devices/device.entity.js';
 import type { Clock } from '../shared/clock.js';
 import {
@@ -114,17 +115,10 @@ export class DeviceLifecycleService {
         if (!device) throw new DeviceNotFoundError(deviceId);
         const previous = device.attestationStatus;
         const { change, reason } = await work(tx, device);
-        tx.emit('device.changed', {
-          deviceId,
-          change,
-          attestationStatus: device.attestationStatus,
-          enrollmentState: device.enrollmentState,
-          previousAttestationStatus: previous,
-          siteId: device.siteId,
-          occurredAt: this.clock.now().toISOString(),
-          actor,
-          reason,
-        });
+        tx.emit(
+          'device.changed',
+          deviceChanged(device, { change, previousStatus: previous, actor, reason, at: this.clock.now() }),
+        );
         return device;
       });
     } catch (error) {

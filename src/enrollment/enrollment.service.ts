@@ -2,6 +2,7 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import { DeviceCertificate } from '../certificates/device-certificate.entity.js';
+import { deviceChanged } from '../devices/device-events.js';
 import { Device } from '../devices/device.entity.js';
 import {
   PkiError,
@@ -116,13 +117,7 @@ export class EnrollmentService {
           'commitment-unknown',
         );
 
-      const issued = await this.ca.issueDeviceCertificate({
-        csr,
-        deviceId: device.deviceId,
-        cdiCommitment: commitment,
-        validityDays: this.settings.certificateValidityDays,
-        now,
-      });
+      const issued = await this.issue(csr, device, commitment, now);
       return await this.transactions.run(em, async (tx) => {
         // Conditional consumption: of two concurrent requests with one token, exactly one proceeds.
         const consumed = await tx.em.nativeUpdate(
@@ -216,13 +211,7 @@ export class EnrollmentService {
           'commitment-unknown',
         );
       }
-      const issued = await this.ca.issueDeviceCertificate({
-        csr,
-        deviceId: device.deviceId,
-        cdiCommitment: commitment,
-        validityDays: this.settings.certificateValidityDays,
-        now,
-      });
+      const issued = await this.issue(csr, device, commitment, now);
       return await this.transactions.run(em, async (tx) => {
         const row = existing ? await tx.em.findOneOrFail(Device, { id: existing.id }) : device;
         if (!existing) tx.em.persist(row);
@@ -300,13 +289,7 @@ export class EnrollmentService {
       const csr = this.readCsr(request.csr);
       this.checkCsrForDevice(csr, device, request.channelBinding);
       const now = this.clock.now();
-      const issued = await this.ca.issueDeviceCertificate({
-        csr,
-        deviceId: device.deviceId,
-        cdiCommitment: device.cdiCommitment!,
-        validityDays: this.settings.certificateValidityDays,
-        now,
-      });
+      const issued = await this.issue(csr, device, device.cdiCommitment!, now);
       return await this.transactions.run(em, async (tx) => {
         const superseded = await tx.em.nativeUpdate(
           DeviceCertificate,
@@ -389,6 +372,17 @@ export class EnrollmentService {
     }
   }
 
+  /** Signs the profile's certificate; done before the transaction so no lock waits on the signer. */
+  private issue(csr: ParsedCsr, device: Device, commitment: string, now: Date) {
+    return this.ca.issueDeviceCertificate({
+      csr,
+      deviceId: device.deviceId,
+      cdiCommitment: commitment,
+      validityDays: this.settings.certificateValidityDays,
+      now,
+    });
+  }
+
   private recordCertificate(
     tx: Tx,
     device: Device,
@@ -412,17 +406,10 @@ export class EnrollmentService {
   }
 
   private emitChanged(tx: Tx, device: Device, change: string, previous: string | null, actor: string): void {
-    tx.emit('device.changed', {
-      deviceId: device.deviceId,
-      change,
-      attestationStatus: device.attestationStatus,
-      enrollmentState: device.enrollmentState,
-      previousAttestationStatus: previous,
-      siteId: device.siteId,
-      occurredAt: this.clock.now().toISOString(),
-      actor,
-      reason: null,
-    });
+    tx.emit(
+      'device.changed',
+      deviceChanged(device, { change, previousStatus: previous, actor, reason: null, at: this.clock.now() }),
+    );
   }
 
   private async auditRefusal(

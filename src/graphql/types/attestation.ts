@@ -1,5 +1,5 @@
 import { clearAllDataLoaders } from '@pothos/plugin-dataloader';
-import { resolveCursorConnection } from '@pothos/plugin-relay';
+import { resolveCursorConnection, type DefaultConnectionArguments } from '@pothos/plugin-relay';
 import { filter, pipe } from 'graphql-yoga';
 import {
   AttestationResult,
@@ -96,27 +96,40 @@ builder.objectFields(DeviceRef, (t) => ({
   attestations: t.connection({
     type: AttestationResultRef,
     description: 'Newest first',
-    resolve: (device, args, context) =>
-      resolveCursorConnection<Promise<AttestationResult[]>>(
-        {
-          args,
-          toCursor: (result) => encodeCursor(CURSOR_KIND, result.seq),
-          defaultSize: PAGE_SIZE.default,
-          maxSize: PAGE_SIZE.max,
-        },
-        ({ before, after, limit, inverted }) => {
-          const seq: Record<string, string> = {};
-          if (after) seq.$lt = decodeCursor(CURSOR_KIND, after);
-          if (before) seq.$gt = decodeCursor(CURSOR_KIND, before);
-          return context.em.find(
-            AttestationResult,
-            { deviceRef: device.id, ...(Object.keys(seq).length ? { seq } : {}) },
-            { orderBy: { seq: inverted ? 'asc' : 'desc' }, limit },
-          );
-        },
-      ),
+    resolve: (device, args, context) => resultsPage(context, args, { deviceRef: device.id }, 'newest-first'),
   }),
 }));
+
+/**
+ * A page of results keyed on `seq`, which only grows: a cursor stays valid forever, so a reader can
+ * resume exactly where it stopped, in either direction.
+ */
+function resultsPage(
+  context: GraphQLContext,
+  args: DefaultConnectionArguments,
+  where: Record<string, unknown>,
+  order: 'oldest-first' | 'newest-first',
+) {
+  const ascending = order === 'oldest-first';
+  return resolveCursorConnection<Promise<AttestationResult[]>>(
+    {
+      args,
+      toCursor: (result) => encodeCursor(CURSOR_KIND, result.seq),
+      defaultSize: PAGE_SIZE.default,
+      maxSize: PAGE_SIZE.max,
+    },
+    ({ before, after, limit, inverted }) => {
+      const seq: Record<string, string> = {};
+      if (after) seq[ascending ? '$gt' : '$lt'] = decodeCursor(CURSOR_KIND, after);
+      if (before) seq[ascending ? '$lt' : '$gt'] = decodeCursor(CURSOR_KIND, before);
+      return context.em.find(
+        AttestationResult,
+        { ...where, ...(Object.keys(seq).length ? { seq } : {}) },
+        { orderBy: { seq: ascending !== inverted ? 'asc' : 'desc' }, limit },
+      );
+    },
+  );
+}
 
 const ResultFilterInput = builder.inputType('AttestationResultFilter', {
   fields: (t) => ({
@@ -140,24 +153,7 @@ builder.queryField('attestationResults', (t) =>
         const ids = await context.em.find(Device, { siteId: args.filter.site }, { fields: ['id'] });
         where.deviceRef = { $in: ids.map((device) => device.id) };
       }
-      return resolveCursorConnection<Promise<AttestationResult[]>>(
-        {
-          args,
-          toCursor: (result) => encodeCursor(CURSOR_KIND, result.seq),
-          defaultSize: PAGE_SIZE.default,
-          maxSize: PAGE_SIZE.max,
-        },
-        ({ before, after, limit, inverted }) => {
-          const seq: Record<string, string> = {};
-          if (after) seq.$gt = decodeCursor(CURSOR_KIND, after);
-          if (before) seq.$lt = decodeCursor(CURSOR_KIND, before);
-          return context.em.find(
-            AttestationResult,
-            { ...where, ...(Object.keys(seq).length ? { seq } : {}) },
-            { orderBy: { seq: inverted ? 'desc' : 'asc' }, limit },
-          );
-        },
-      );
+      return resultsPage(context, args, where, 'oldest-first');
     },
   }),
 );
