@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AttestationResult } from '../../../src/attestation/attestation-result.entity.js';
+import { ManualClock } from '../../../src/shared/clock.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { loadOrCreateCertificateAuthority } from '../../../src/pki/index.js';
 import { OpensslDevice } from '../../support/attestation-device.js';
@@ -18,6 +19,8 @@ let dir: string;
 let broker: ChildProcess | undefined;
 let service: TestService;
 let device: OpensslDevice | undefined;
+let brokerPort = 0;
+const clock = new ManualClock();
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -94,23 +97,38 @@ async function startMosquitto(port: number): Promise<ChildProcess> {
   throw new Error(`mosquitto did not start: ${stderr}`);
 }
 
-beforeAll(async () => {
-  if (!hasMosquitto) return;
-  dir = await mkdtemp(path.join(os.tmpdir(), 'fleetproof-mosquitto-'));
-  const port = await freePort();
-  broker = await startMosquitto(port);
-  service = await startTestService({
-    dataDir: dir,
-    env: { MQTT_URL: `mqtts://127.0.0.1:${port}`, FLEETPROOF_CA_PASSPHRASE: PASSPHRASE },
-  });
-  // Wait until the service is connected to Mosquitto as fleetproof-service (its ACL user).
-  for (let attempt = 0; attempt < 200; attempt += 1) {
+/** Waits until the service is connected to Mosquitto as fleetproof-service (its ACL user). */
+async function serviceConnected(): Promise<void> {
+  for (let attempt = 0; attempt < 600; attempt += 1) {
     const health = (await (await fetch(`${service.app.urls.http}/api/v1/health`)).json()) as {
       checks: { mqtt: { status: string } };
     };
-    if (health.checks.mqtt.status === 'up') break;
+    if (health.checks.mqtt.status === 'up') return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+  throw new Error('the service did not connect to Mosquitto');
+}
+
+async function resultsOf(challengeId: string): Promise<AttestationResult[]> {
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const rows = await service.services.database.orm.em.fork().find(AttestationResult, { challengeId });
+    if (rows.length > 0) return rows;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return [];
+}
+
+beforeAll(async () => {
+  if (!hasMosquitto) return;
+  dir = await mkdtemp(path.join(os.tmpdir(), 'fleetproof-mosquitto-'));
+  brokerPort = await freePort();
+  broker = await startMosquitto(brokerPort);
+  service = await startTestService({
+    dataDir: dir,
+    clock,
+    env: { MQTT_URL: `mqtts://127.0.0.1:${brokerPort}`, FLEETPROOF_CA_PASSPHRASE: PASSPHRASE },
+  });
+  await serviceConnected();
 });
 
 afterAll(async () => {
@@ -123,22 +141,48 @@ afterAll(async () => {
 describe.skipIf(!hasMosquitto)(
   'attestation through a real Mosquitto (TLS, require_certificate, per-device ACLs)',
   () => {
+    const em = () => service.services.database.orm.em.fork();
+
     it('delivers the challenge, and the signed answer on the device topic passes', async () => {
       const deviceId = `mosq-${randomBytes(3).toString('hex')}`;
       device = await OpensslDevice.enroll(service, deviceId);
       const first = device.nextChallenge();
-      await service.services.lifecycle.approve(service.services.database.orm.em.fork(), deviceId, 'test');
+      await service.services.lifecycle.approve(em(), deviceId, 'test');
       await service.scheduler.tick();
       const challenge = await first;
       await device.publish(await device.response(challenge));
-      let result: AttestationResult | null = null;
-      for (let attempt = 0; attempt < 200 && !result; attempt += 1) {
-        result = await service.services.database.orm.em
-          .fork()
-          .findOne(AttestationResult, { challengeId: challenge.challenge_id });
-        if (!result) await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      expect(result).toMatchObject({ outcome: 'PASS', reasons: [] });
+      expect((await resultsOf(challenge.challenge_id)).map((row) => row.outcome)).toEqual(['PASS']);
+    });
+
+    it('loses nothing and decides nothing twice when the broker restarts mid-run', async () => {
+      broker?.kill('SIGTERM');
+      await new Promise((resolve) => broker!.once('exit', resolve));
+      // Asked while the broker is down: stored, cannot leave, and must end as exactly one TIMEOUT.
+      const stranded = await service.services.attestation.challengeNow(
+        em(),
+        device!.deviceId,
+        service.challengeTransport,
+        'test',
+      );
+      broker = await startMosquitto(brokerPort);
+      await serviceConnected();
+      await device!.close();
+      await device!.connect(service);
+      const next = device!.nextChallenge();
+      await service.services.attestation.challengeNow(
+        em(),
+        device!.deviceId,
+        service.challengeTransport,
+        'test',
+      );
+      const challenge = await next;
+      await device!.publish(await device!.response(challenge));
+      expect((await resultsOf(challenge.challenge_id)).map((row) => row.outcome)).toEqual(['PASS']);
+      clock.advance(11_000);
+      await service.scheduler.tick();
+      expect((await resultsOf(stranded)).map((row) => row.outcome)).toEqual(['TIMEOUT']);
+      await service.scheduler.tick();
+      expect((await resultsOf(challenge.challenge_id)).map((row) => row.outcome)).toEqual(['PASS']);
     });
   },
 );
