@@ -1,17 +1,8 @@
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
-import {
-  decodeBoolean,
-  decodeDirectoryString,
-  decodeOctetAlignedBitString,
-  decodeOid,
-  decodeSmallInteger,
-  derChildren,
-  expectTag,
-  readDer,
-  type Tlv,
-} from './der.reader.js';
+import { CertificationRequest } from '@peculiar/asn1-csr';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { DirectoryString, Extensions, type Attribute } from '@peculiar/asn1-x509';
 import { pemToDer, sha256Hex } from './encoding.helpers.js';
-import { readCommonNames } from './name.codec.js';
 import { OID } from './oid.constants.js';
 import { PkiError } from './pki.errors.js';
 import { canonicalSpki } from './public-key.helpers.js';
@@ -108,36 +99,26 @@ function classifyKey(spki: Buffer): { key: CsrKey; spki: Buffer } {
 }
 
 function readAttributes(
-  attributes: Tlv | undefined,
+  attributes: readonly Attribute[] | undefined,
 ): Pick<ParsedCsr, 'challengePassword' | 'requestedExtensions'> {
   let challengePassword: string | undefined;
   const requestedExtensions: RequestedExtension[] = [];
-  for (const attribute of attributes ? derChildren(expectTag(attributes, 0xa0)) : []) {
-    const [type, values] = derChildren(expectTag(attribute, 0x30));
-    if (!type) throw new PkiError('DER_MALFORMED', 'attribute without a type');
-    const oid = decodeOid(type);
-    const items = derChildren(expectTag(values, 0x31));
-    if (oid === OID.challengePassword) {
-      const [value, ...extra] = items;
+  for (const attribute of attributes ?? []) {
+    if (attribute.type === OID.challengePassword) {
+      const [value, ...extra] = attribute.values;
       // Two passwords would let a channel-binding check look at one while something else reads the other.
       if (challengePassword !== undefined || !value || extra.length > 0) {
         throw new PkiError('DER_MALFORMED', 'challengePassword must carry exactly one value');
       }
-      challengePassword = decodeDirectoryString(value);
-      if (challengePassword === undefined) {
-        throw new PkiError('DER_MALFORMED', 'challengePassword string type');
-      }
-    } else if (oid === OID.extensionRequest) {
-      for (const extensions of items) {
-        for (const extension of derChildren(expectTag(extensions, 0x30))) {
-          const fields = derChildren(expectTag(extension, 0x30));
-          const [extnId, second, third] = fields;
-          if (!extnId || !second || fields.length > 3) {
-            throw new PkiError('DER_MALFORMED', 'malformed requested extension');
-          }
-          const critical = third ? decodeBoolean(second) : false;
-          const value = expectTag(third ?? second, 0x04).content;
-          requestedExtensions.push({ oid: decodeOid(extnId), critical, value });
+      challengePassword = AsnConvert.parse(value, DirectoryString).toString();
+    } else if (attribute.type === OID.extensionRequest) {
+      for (const value of attribute.values) {
+        for (const extension of AsnConvert.parse(value, Extensions)) {
+          requestedExtensions.push({
+            oid: extension.extnID,
+            critical: extension.critical,
+            value: Buffer.from(extension.extnValue.buffer),
+          });
         }
       }
     }
@@ -147,39 +128,40 @@ function readAttributes(
 
 /**
  * Decodes a CSR sent as base64 DER (RFC 7030 4.2.1, line breaks allowed), raw DER, or PEM
- * (`CERTIFICATE REQUEST`, as devices following the runbook send). Throws PkiError CSR_UNDECODABLE
- * for anything that is not a well-formed request and CSR_AMBIGUOUS_SUBJECT for two CNs.
+ * (`CERTIFICATE REQUEST`, as devices following the runbook send), with the maintained PKCS#10 schema
+ * of @peculiar/asn1-csr. Throws PkiError CSR_UNDECODABLE for anything that is not a well-formed
+ * request and CSR_AMBIGUOUS_SUBJECT for two CNs.
  */
 export function decodeCsr(body: Buffer | string): ParsedCsr {
   try {
     const der = toDer(body);
-    const parts = derChildren(readDer(der, 0x30));
-    const [info, algorithm, signatureValue] = parts;
-    if (!info || !algorithm || !signatureValue || parts.length !== 3) {
-      throw new PkiError('DER_MALFORMED', 'a CSR has exactly three parts');
+    const request = AsnConvert.parse(der, CertificationRequest);
+    // The exact bytes that were signed: verification must see what the requester signed, not a re-encoding.
+    const info = request.certificationRequestInfoRaw;
+    if (!info) throw new PkiError('DER_MALFORMED', 'no CertificationRequestInfo');
+    // A parser that stops early would let trailing bytes ride along unsigned.
+    if (AsnConvert.serialize(request).byteLength !== der.length) {
+      throw new PkiError('DER_MALFORMED', 'trailing or non-canonical bytes');
     }
-    const [version, subject, spkiTlv, attributes, ...rest] = derChildren(expectTag(info, 0x30));
-    if (!version || decodeSmallInteger(version) !== 0 || rest.length > 0) {
-      throw new PkiError('DER_MALFORMED', 'not a version 1 CertificationRequestInfo');
-    }
-    const commonNames = readCommonNames(expectTag(subject, 0x30));
+    const { version, subject, subjectPKInfo, attributes } = request.certificationRequestInfo;
+    if (version !== 0) throw new PkiError('DER_MALFORMED', 'not a version 1 CertificationRequestInfo');
+    const commonNames = subject.flatMap((rdn) => rdn.filter((pair) => pair.type === OID.commonName));
     // Two CNs: an authorisation check on one could pass while a log or an ACL reads the other.
     if (commonNames.length > 1) {
       throw new PkiError('CSR_AMBIGUOUS_SUBJECT', 'the subject carries more than one CN');
     }
-    const [algorithmOid] = derChildren(expectTag(algorithm, 0x30));
-    const oid = decodeOid(expectTag(algorithmOid, 0x06));
-    const { key, spki } = classifyKey(expectTag(spkiTlv, 0x30).bytes);
+    const oid = request.signatureAlgorithm.algorithm;
+    const { key, spki } = classifyKey(Buffer.from(AsnConvert.serialize(subjectPKInfo)));
     const parsed: ParsedCsr = {
       der,
-      commonName: commonNames[0],
+      commonName: commonNames[0]?.value.toString(),
       spki,
       spkiSha256: sha256Hex(spki),
       key: Object.freeze(key),
       signatureAlgorithm: { oid, name: signatureAlgorithms[oid]?.name ?? oid },
       ...readAttributes(attributes),
-      certificationRequestInfo: info.bytes,
-      signature: decodeOctetAlignedBitString(signatureValue),
+      certificationRequestInfo: Buffer.from(info),
+      signature: Buffer.from(request.signature),
     };
     // Frozen because verification is remembered per object (see verifyCsr).
     return Object.freeze(parsed);

@@ -1,9 +1,10 @@
 import { PkiError } from './pki.errors.js';
 
 /**
- * A strict DER (X.690) reader for untrusted input (CSRs, peer certificates). It rejects BER
- * freedoms (indefinite lengths, non-minimal lengths, trailing bytes): if two parsers could read the
- * same bytes differently, a signature checked by one could cover fields read by the other.
+ * A strict DER (X.690) reader for the certificates this CA itself issued (the issuing CA's own
+ * certificate, when extensions are prepared, and names in tests). Untrusted input never comes here:
+ * device CSRs are decoded with @peculiar/asn1-csr (csr.codec.ts). It still rejects BER freedoms
+ * (indefinite or non-minimal lengths, trailing bytes).
  */
 export interface Tlv {
   readonly tag: number;
@@ -90,19 +91,6 @@ export function decodeOid(tlv: Tlv): string {
   if (head === undefined || pending) throw malformed('truncated OID');
   const first = head < 80n ? head / 40n : 2n;
   return [first, head - first * 40n, ...rest].join('.');
-}
-
-export function decodeBoolean(tlv: Tlv): boolean {
-  expectTag(tlv, 0x01);
-  const [value] = tlv.content;
-  if (tlv.content.length !== 1 || (value !== 0x00 && value !== 0xff)) throw malformed('bad BOOLEAN');
-  return value === 0xff;
-}
-
-export function decodeSmallInteger(tlv: Tlv): number {
-  expectTag(tlv, 0x02);
-  if (tlv.content.length === 0 || tlv.content.length > 4) throw malformed('INTEGER out of range');
-  return tlv.content.readIntBE(0, tlv.content.length);
 }
 
 /** BIT STRING bytes; only whole-octet values (keys, signatures) occur where this is used. */
