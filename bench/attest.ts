@@ -11,7 +11,16 @@ import { startService, type Running } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 import { signAttestationResponse } from '../src/simulator/attestation-signer.js';
 import { generateDeviceKeys } from '../src/simulator/provisioning.js';
-import { createDatabase, everySecond, fmt, machine, opsPerSecond, percentile, redact } from './support.js';
+import {
+  benchEnvironment,
+  createDatabase,
+  everySecond,
+  fmt,
+  machine,
+  opsPerSecond,
+  percentile,
+  redact,
+} from './support.js';
 
 interface BenchDevice {
   deviceId: string;
@@ -56,19 +65,12 @@ export async function runAttestBenchmark(args: string[]): Promise<void> {
   let running: Running | undefined;
   try {
     running = await startService(
-      loadConfig({
-        NODE_ENV: 'test',
-        ...(database ? { DATABASE_URL: database.url } : {}),
-        FLEETPROOF_DATA_DIR: dataDir,
-        FLEETPROOF_CA_PASSPHRASE: 'bench-passphrase-not-secret',
-        HTTP_HOST: '127.0.0.1',
-        HTTP_PORT: '0',
-        HTTPS_PORT: '0',
-        MQTT_PORT: '0',
-        LOG_LEVEL: 'warn',
-        // The scheduler stays out of the way: this benchmark issues the challenges itself.
-        FLEETPROOF_SCHEDULER_TICK_MS: '60000',
-      }),
+      loadConfig(
+        benchEnvironment(dataDir, database?.url, {
+          // The scheduler stays out of the way: this benchmark issues the challenges itself.
+          FLEETPROOF_SCHEDULER_TICK_MS: '60000',
+        }),
+      ),
       createLogger({ level: 'warn', pretty: false }),
     );
     const { services } = running;

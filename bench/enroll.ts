@@ -12,6 +12,7 @@ import { createLogger } from '../src/observability/logger.js';
 import { decodeCsr, verifyCsr } from '../src/pki/index.js';
 import type { ClientSetup, FromClient, RunResult, ToClient } from './enroll-client.js';
 import {
+  benchEnvironment,
   createDatabase,
   everySecond,
   fmt,
@@ -58,19 +59,12 @@ export async function runEnrollBenchmark(argv: string[]): Promise<void> {
   let running: Running | undefined;
   let client: Client | undefined;
   try {
-    const config = loadConfig({
-      NODE_ENV: 'test',
-      ...(database ? { DATABASE_URL: database.url } : {}),
-      FLEETPROOF_DATA_DIR: dataDir,
-      FLEETPROOF_CA_PASSPHRASE: 'bench-passphrase-not-secret',
-      HTTP_HOST: '127.0.0.1',
-      HTTP_PORT: '0',
-      HTTPS_PORT: '0',
-      MQTT_PORT: '0',
-      LOG_LEVEL: 'warn',
-      FLEETPROOF_OTT_RATE_PER_DEVICE: '1000000',
-      FLEETPROOF_OTT_RATE_PER_ADDRESS: '1000000',
-    });
+    const config = loadConfig(
+      benchEnvironment(dataDir, database?.url, {
+        FLEETPROOF_OTT_RATE_PER_DEVICE: '1000000',
+        FLEETPROOF_OTT_RATE_PER_ADDRESS: '1000000',
+      }),
+    );
     const startedAt = performance.now();
     running = await startService(config, createLogger({ level: config.logLevel, pretty: false }));
     const { services } = running;

@@ -118,3 +118,23 @@ export function redact(url: string): string {
   if (parsed.password) parsed.password = '***';
   return parsed.toString();
 }
+
+/** The service's environment for a benchmark: ephemeral ports, quiet logs, the given database. */
+export function benchEnvironment(
+  dataDir: string,
+  databaseUrl: string | undefined,
+  extra: Record<string, string> = {},
+) {
+  return {
+    NODE_ENV: 'test',
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    FLEETPROOF_DATA_DIR: dataDir,
+    FLEETPROOF_CA_PASSPHRASE: 'bench-passphrase-not-secret',
+    HTTP_HOST: '127.0.0.1',
+    HTTP_PORT: '0',
+    HTTPS_PORT: '0',
+    MQTT_PORT: '0',
+    LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
