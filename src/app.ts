@@ -35,7 +35,7 @@ export interface App {
 export function buildApp(deps: AppDeps): App {
   const { config, services } = deps;
   const logger = services.logger;
-  const yoga = createGraphQLServer(services, { graphiql: config.graphiql });
+  const yoga = createGraphQLServer(services, { graphiql: config.graphiql, production: config.production });
   const router = new Router();
   addHealthRoutes(router, healthChecks(deps), services.metrics);
   addDeviceRoutes(router, services);

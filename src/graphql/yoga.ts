@@ -5,6 +5,7 @@ import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { bearerFrom, type Viewer } from '../auth/token.service.js';
 import type { Services } from '../services.js';
 import type { GraphQLContext } from './context.js';
+import { operationLimitPlugins } from './limits.js';
 import { schema } from './schema.js';
 
 export interface ServerContext {
@@ -22,13 +23,17 @@ export function unauthenticated(): GraphQLError {
   });
 }
 
-export function createGraphQLServer(services: Services, options: { graphiql: boolean }): FleetYoga {
+export function createGraphQLServer(
+  services: Services,
+  options: { graphiql: boolean; production: boolean },
+): FleetYoga {
   const logger = services.logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
     graphiql: options.graphiql ? { subscriptionsProtocol: 'WS', title: 'fleetproof' } : false,
     landingPage: false,
+    plugins: operationLimitPlugins({ production: options.production }),
     logging: logger,
     maskedErrors: {
       // Unexpected errors reach the client as a correlation id that finds the full error in the logs.

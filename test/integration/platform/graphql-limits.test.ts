@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OPERATION_LIMITS } from '../../../src/graphql/limits.js';
+import { graphql, startTestService, type TestService } from '../../support/service.js';
+
+let service: TestService;
+let token: string;
+
+beforeAll(async () => {
+  service = await startTestService();
+  token = await service.token('viewer', 'limits');
+});
+
+afterAll(async () => {
+  await service?.close();
+});
+
+/** A valid selection on Query whose depth grows by two per level (Device <-> AttestationResult). */
+function selections(levels: number): string {
+  let inner = 'deviceId';
+  for (let level = 0; level < levels; level += 1)
+    inner = `deviceId lastAttestation { outcome device { ${inner} } }`;
+  return `viewer { name } device(deviceId: "none") { ${inner} }`;
+}
+
+function deepQuery(levels: number, name = ''): string {
+  return `query ${name} { ${selections(levels)} }`;
+}
+
+async function refused(query: string): Promise<boolean> {
+  const { body } = await graphql(service.app.urls.graphql, token, query);
+  return body.data === undefined && (body.errors?.length ?? 0) > 0;
+}
+
+describe('operation limits (checked before execution)', () => {
+  it('accepts a dashboard-sized query and refuses one past the depth limit', async () => {
+    expect(await refused(deepQuery(1))).toBe(false);
+    expect(await refused(deepQuery(2))).toBe(false); // depth 6, like the deepest dashboard query
+    expect(await refused(deepQuery(OPERATION_LIMITS.depth / 2))).toBe(true);
+  });
+
+  it('is not bypassed by an operation or fragment named __schema', async () => {
+    expect(await refused(deepQuery(1, '__schema'))).toBe(false);
+    expect(await refused(deepQuery(OPERATION_LIMITS.depth / 2, '__schema'))).toBe(true);
+    const viaFragment = (levels: number) =>
+      `query { ...__schema } fragment __schema on Query { ${selections(levels)} }`;
+    expect(await refused(viaFragment(1))).toBe(false);
+    expect(await refused(viaFragment(OPERATION_LIMITS.depth / 2))).toBe(true);
+  });
+
+  it('refuses too many aliases, directives and tokens, without telling the limit', async () => {
+    const aliases = Array.from(
+      { length: OPERATION_LIMITS.aliases + 1 },
+      (_, index) => `a${index}: viewer { name }`,
+    ).join(' ');
+    expect(await refused(`{ ${aliases} }`)).toBe(true);
+    const directives = Array.from(
+      { length: OPERATION_LIMITS.directives + 1 },
+      () => '@include(if: true)',
+    ).join(' ');
+    expect(await refused(`{ viewer ${directives} { name } }`)).toBe(true);
+    const tokens = Array.from({ length: OPERATION_LIMITS.tokens }, () => 'name').join(' ');
+    const { body } = await graphql(service.app.urls.graphql, token, `{ viewer { ${tokens} } }`);
+    expect(body.data).toBeUndefined();
+    expect(JSON.stringify(body.errors)).not.toContain(String(OPERATION_LIMITS.tokens));
+  });
+});
