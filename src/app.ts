@@ -3,6 +3,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
+import { MAX_GRAPHQL_BODY_BYTES } from './graphql/limits.js';
 import { attachGraphQLWebSocket } from './graphql/ws.js';
 import { createGraphQLServer } from './graphql/yoga.js';
 import type { EmbeddedBroker, ServiceMqttClient } from './mqtt/index.js';
@@ -61,6 +62,18 @@ export function buildApp(deps: AppDeps): App {
       const path = new URL(req.url ?? '/', 'http://localhost').pathname;
       if (path === yoga.graphqlEndpoint) {
         route = 'graphql';
+        // A huge body is refused before anyone buffers or parses it.
+        if (Number(req.headers['content-length'] ?? 0) > MAX_GRAPHQL_BODY_BYTES) {
+          sendProblem(
+            res,
+            problem(
+              413,
+              'payload-too-large',
+              `GraphQL requests are limited to ${MAX_GRAPHQL_BODY_BYTES} bytes`,
+            ),
+          );
+          return;
+        }
         // Typed as node's void RequestListener, it returns a promise that settles once the response
         // is sent: awaiting it keeps graceful shutdown's in-flight tracking exact.
         await (yoga.requestListener(req, res) as unknown as Promise<void>);

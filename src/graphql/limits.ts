@@ -5,6 +5,7 @@ import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesPlugin } from '@escape.tech/graphql-armor-max-directives';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
+import { NoSchemaIntrospectionCustomRule } from 'graphql';
 
 /**
  * Limits every operation must pass before it executes, sized for the SOC dashboard's deepest query
@@ -20,8 +21,17 @@ export const OPERATION_LIMITS = {
   cost: 5_000,
 } as const;
 
-export function operationLimitPlugins(options: { production: boolean }): Plugin[] {
+/** Introspection is how a stranger maps the API: off wherever GraphiQL is off (production default). */
+const noIntrospection: Plugin = {
+  onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule),
+};
+
+/** The largest GraphQL request body read; larger ones are refused with 413 before parsing. */
+export const MAX_GRAPHQL_BODY_BYTES = 1024 * 1024;
+
+export function operationLimitPlugins(options: { production: boolean; introspection: boolean }): Plugin[] {
   return [
+    ...(options.introspection ? [] : [noIntrospection]),
     maxTokensPlugin({ n: OPERATION_LIMITS.tokens, exposeLimits: false }),
     maxDepthPlugin({ n: OPERATION_LIMITS.depth, exposeLimits: false, flattenFragments: true }),
     maxAliasesPlugin({ n: OPERATION_LIMITS.aliases, exposeLimits: false }),

@@ -33,7 +33,7 @@ export function createGraphQLServer(
     graphqlEndpoint: '/graphql',
     graphiql: options.graphiql ? { subscriptionsProtocol: 'WS', title: 'fleetproof' } : false,
     landingPage: false,
-    plugins: operationLimitPlugins({ production: options.production }),
+    plugins: operationLimitPlugins({ production: options.production, introspection: options.graphiql }),
     logging: logger,
     maskedErrors: {
       // Unexpected errors reach the client as a correlation id that finds the full error in the logs.

@@ -64,3 +64,29 @@ describe('operation limits (checked before execution)', () => {
     expect(JSON.stringify(body.errors)).not.toContain(String(OPERATION_LIMITS.tokens));
   });
 });
+
+describe('production mode', () => {
+  it('refuses introspection and oversized bodies', async () => {
+    const production = await startTestService({ env: { NODE_ENV: 'production' } });
+    try {
+      const viewer = await production.token('viewer');
+      const introspection = await graphql(
+        production.app.urls.graphql,
+        viewer,
+        '{ __schema { types { name } } }',
+      );
+      expect(introspection.body.data).toBeUndefined();
+      expect(JSON.stringify(introspection.body.errors)).toContain('introspection');
+      const ok = await graphql(production.app.urls.graphql, viewer, '{ viewer { name } }');
+      expect(ok.body.errors).toBeUndefined();
+      const huge = await fetch(production.app.urls.graphql, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${viewer}` },
+        body: JSON.stringify({ query: `{ viewer { name } } # ${'x'.repeat(1024 * 1024)}` }),
+      });
+      expect(huge.status).toBe(413);
+    } finally {
+      await production.close();
+    }
+  });
+});
