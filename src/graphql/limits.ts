@@ -8,8 +8,10 @@ import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import { NoSchemaIntrospectionCustomRule } from 'graphql';
 
 /**
- * Limits every operation must pass before it executes, sized for the SOC dashboard's deepest query
- * (a device page with certificates, cases and attestations is depth 6). `exposeLimits` is off so a
+ * Limits every operation must pass before it executes, sized for the largest legitimate requests:
+ * the SOC dashboard's deepest query (a device page with certificates, cases and attestations is
+ * depth 6) and a SIEM pull of a full 500-row page (cost about 12,000: the cost counts `first`, so
+ * nested pages multiply and are what the limit stops). `exposeLimits` is off so a
  * refusal does not teach an attacker the threshold; field suggestions are hidden in production so
  * error messages do not leak the schema when introspection is off.
  */
@@ -18,7 +20,7 @@ export const OPERATION_LIMITS = {
   aliases: 15,
   directives: 10,
   tokens: 2_000,
-  cost: 5_000,
+  cost: 50_000,
 } as const;
 
 /** Introspection is how a stranger maps the API: off wherever GraphiQL is off (production default). */

@@ -47,6 +47,24 @@ describe('operation limits (checked before execution)', () => {
     expect(await refused(viaFragment(OPERATION_LIMITS.depth / 2))).toBe(true);
   });
 
+  it('lets a full 500-row page through but refuses pages nested in pages (cost)', async () => {
+    expect(
+      await refused(
+        '{ auditEvents(first: 500) { edges { node { action subject } } pageInfo { endCursor } } }',
+      ),
+    ).toBe(
+      true, // admin-only: refused by authorization, not by cost
+    );
+    expect(
+      await refused('{ attestationResults(first: 500) { edges { cursor node { outcome reasons } } } }'),
+    ).toBe(false);
+    expect(
+      await refused(
+        '{ devices(first: 500) { edges { node { attestations(first: 500) { edges { node { outcome } } } } } } }',
+      ),
+    ).toBe(true);
+  });
+
   it('refuses too many aliases, directives and tokens, without telling the limit', async () => {
     const aliases = Array.from(
       { length: OPERATION_LIMITS.aliases + 1 },
