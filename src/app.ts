@@ -62,6 +62,11 @@ export function buildApp(deps: AppDeps): App {
       const path = new URL(req.url ?? '/', 'http://localhost').pathname;
       if (path === yoga.graphqlEndpoint) {
         route = 'graphql';
+        // A body of unknown length could grow without bound while yoga buffers it: require the length.
+        if (req.method === 'POST' && req.headers['content-length'] === undefined) {
+          sendProblem(res, problem(411, 'length-required', 'GraphQL POST requests must send Content-Length'));
+          return;
+        }
         // A huge body is refused before anyone buffers or parses it.
         if (Number(req.headers['content-length'] ?? 0) > MAX_GRAPHQL_BODY_BYTES) {
           sendProblem(

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPERATION_LIMITS } from '../../../src/graphql/limits.js';
 import { graphql, startTestService, type TestService } from '../../support/service.js';
@@ -96,6 +97,23 @@ describe('production mode', () => {
         body: JSON.stringify({ query: `{ viewer { name } } # ${'x'.repeat(1024 * 1024)}` }),
       });
       expect(huge.status).toBe(413);
+      const chunked = await new Promise<number>((resolve, reject) => {
+        const request = http.request(
+          production.app.urls.graphql,
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${viewer}` },
+          },
+          (response) => {
+            response.resume();
+            resolve(response.statusCode ?? 0);
+          },
+        );
+        request.once('error', reject);
+        request.write('{"query":"{ viewer { name } }"');
+        request.end('}');
+      });
+      expect(chunked).toBe(411);
     } finally {
       await production.close();
     }
