@@ -2,6 +2,7 @@ import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261123000000_platform } from './Migration20261123000000_platform.js';
 import { Migration20261123010000_enrollment } from './Migration20261123010000_enrollment.js';
 import { Migration20261123020000_attestation } from './Migration20261123020000_attestation.js';
+import { Migration20261129000000_device_operations } from './Migration20261129000000_device_operations.js';
 
 /**
  * The migrations in order. Listed explicitly (not globbed) so the same list works from compiled
@@ -11,4 +12,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123000000_platform', class: Migration20261123000000_platform },
   { name: 'Migration20261123010000_enrollment', class: Migration20261123010000_enrollment },
   { name: 'Migration20261123020000_attestation', class: Migration20261123020000_attestation },
+  { name: 'Migration20261129000000_device_operations', class: Migration20261129000000_device_operations },
 ];

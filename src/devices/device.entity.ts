@@ -18,6 +18,10 @@ export type AttestationStatus = (typeof ATTESTATION_STATUSES)[number];
 export const ENROLLMENT_STATES = ['REGISTERED', 'ENROLLED', 'APPROVED', 'REJECTED', 'REVOKED'] as const;
 export type EnrollmentState = (typeof ENROLLMENT_STATES)[number];
 
+/** The runbook's bands: 0-30 green, 31-70 yellow, 71-100 red. */
+export const RISK_BANDS = ['NORMAL', 'ELEVATED', 'CRITICAL'] as const;
+export type RiskBand = (typeof RISK_BANDS)[number];
+
 export class Device {
   id!: string;
   deviceId!: string;
@@ -46,6 +50,16 @@ export class Device {
   lastAttestationAt: Date | null = null;
   /** Why the device is FAILED: a failed check (sticky until acknowledged) or UNRESPONSIVE (heals on PASS). */
   failureKind: 'CHECK_FAILED' | 'UNRESPONSIVE' | null = null;
+  /** 0-100, recomputed by the risk domain; the band is stored beside it so fleet pages filter on an index. */
+  riskScore = 0;
+  riskBand: RiskBand = 'NORMAL';
+  riskScoredAt: Date | null = null;
+  /** The policy bundle version that produced the current score. */
+  policyBundleVersion: number | null = null;
+  /** Isolated devices may only answer attestation challenges; the broker refuses their other messages. */
+  isolated = false;
+  /** Last MQTT message from the device (any topic): the basis of online/offline. */
+  lastSeenAt: Date | null = null;
   registeredAt!: Date;
   updatedAt!: Date;
   /** Optimistic lock: concurrent decisions on one device (approve vs revoke) cannot both commit. */
@@ -76,6 +90,12 @@ export const DeviceSchema = new EntitySchema<Device>({
     lastCounter: { type: 'bigint', columnType: 'bigint', nullable: true },
     lastAttestationAt: { type: 'datetime', columnType: 'timestamptz(3)', nullable: true },
     failureKind: { type: 'string', length: 16, nullable: true },
+    riskScore: { type: 'smallint' },
+    riskBand: { type: 'string', length: 16 },
+    riskScoredAt: { type: 'datetime', columnType: 'timestamptz(3)', nullable: true },
+    policyBundleVersion: { type: 'integer', nullable: true },
+    isolated: { type: 'boolean' },
+    lastSeenAt: { type: 'datetime', columnType: 'timestamptz(3)', nullable: true },
     registeredAt: { type: 'datetime', columnType: 'timestamptz(3)' },
     updatedAt: { type: 'datetime', columnType: 'timestamptz(3)' },
     version: { type: 'integer', version: true },
