@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { GraphQLError } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { bearerFrom, type Viewer } from '../auth/token.service.js';
@@ -33,7 +34,15 @@ export function createGraphQLServer(
     graphqlEndpoint: '/graphql',
     graphiql: options.graphiql ? { subscriptionsProtocol: 'WS', title: 'fleetproof' } : false,
     landingPage: false,
-    plugins: operationLimitPlugins({ production: options.production, introspection: options.graphiql }),
+    plugins: [
+      // A browser sends a "simple" request (GET, or a form-like POST) cross-site without a CORS
+      // preflight. Bearer tokens are not ambient today, but a proxy that adds credentials or a
+      // future cookie session would turn such a request into a forged operation: refuse them unless
+      // they carry a header only a script that passed the preflight can set. graphql-ws needs no
+      // such check: its credential travels in connection_init, never with the upgrade.
+      useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
+      ...operationLimitPlugins({ production: options.production, introspection: options.graphiql }),
+    ],
     logging: logger,
     maskedErrors: {
       // Unexpected errors reach the client as a correlation id that finds the full error in the logs.

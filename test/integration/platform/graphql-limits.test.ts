@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiToken } from '../../../src/auth/api-token.entity.js';
 import { OPERATION_LIMITS } from '../../../src/graphql/limits.js';
 import { graphql, startTestService, type TestService } from '../../support/service.js';
 
@@ -74,6 +75,47 @@ describe('operation limits (checked before execution)', () => {
     const { body } = await graphql(service.app.urls.graphql, token, `{ viewer { ${tokens} } }`);
     expect(body.data).toBeUndefined();
     expect(JSON.stringify(body.errors)).not.toContain(String(OPERATION_LIMITS.tokens));
+  });
+});
+
+describe('CSRF prevention', () => {
+  const get = (headers: Record<string, string>) =>
+    fetch(`${service.app.urls.graphql}?query=${encodeURIComponent('{ viewer { name } }')}`, {
+      headers: { authorization: `Bearer ${token}`, accept: 'application/graphql-response+json', ...headers },
+    });
+
+  it('refuses a GET without a preflight-only header and runs it with one', async () => {
+    const bare = await get({});
+    expect(bare.status).toBe(403);
+    expect(JSON.stringify(await bare.json())).toContain('CSRF');
+    for (const header of ['x-graphql-yoga-csrf', 'apollo-require-preflight']) {
+      const allowed = await get({ [header]: '1' });
+      expect(allowed.status).toBe(200);
+      expect(await allowed.json()).toEqual({ data: { viewer: { name: 'limits' } } });
+    }
+    // GraphiQL is a page a browser navigates to, not an operation: it still loads.
+    const graphiql = await fetch(service.app.urls.graphql, { headers: { accept: 'text/html' } });
+    expect(graphiql.status).toBe(200);
+    expect(await graphiql.text()).toContain('fleetproof');
+  });
+
+  it('refuses a form-like POST (what a cross-site form can send) before it executes', async () => {
+    const admin = await service.token('admin', 'csrf-admin');
+    const forged = JSON.stringify({
+      query: 'mutation { createApiToken(name: "forged", role: ADMIN) { __typename } }',
+    });
+    const form = new FormData();
+    form.set('operations', forged);
+    for (const body of [forged, new URLSearchParams({ query: 'x' }), form]) {
+      const response = await fetch(service.app.urls.graphql, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}` },
+        body,
+      });
+      expect(response.status).toBe(403);
+    }
+    const em = service.services.database.orm.em.fork();
+    expect(await em.count(ApiToken, { name: 'forged' })).toBe(0);
   });
 });
 
