@@ -7,9 +7,9 @@ import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
 import { GraphQLError } from 'graphql';
 import { roleHasScope, type Scope } from '../auth/roles.js';
 import type { GraphQLContext } from './context.js';
+import { decodeGlobalIDOrNothing, resolveVisibleNodes } from './nodes.js';
 
-/** Setup only: each types/<feature>.ts owns its types and fields. */
-export const builder = new SchemaBuilder<{
+interface FleetSchemaTypes {
   Context: GraphQLContext;
   AuthScopes: Record<Scope, boolean>;
   Scalars: {
@@ -19,7 +19,13 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
   DefaultEdgesNullability: false;
   DefaultNodeNullability: false;
-}>({
+}
+
+type FleetBuilder = PothosSchemaTypes.SchemaBuilder<PothosSchemaTypes.ExtendDefaultTypes<FleetSchemaTypes>>;
+
+/** Setup only: each types/<feature>.ts owns its types and fields. */
+// Annotated because node resolution below refers back to the builder.
+export const builder: FleetBuilder = new SchemaBuilder<FleetSchemaTypes>({
   plugins: [ScopeAuthPlugin, ErrorsPlugin, RelayPlugin, DataloaderPlugin, SimpleObjectsPlugin],
   scopeAuth: {
     authorizeOnSubscribe: true,
@@ -39,6 +45,16 @@ export const builder = new SchemaBuilder<{
     cursorType: 'String',
     edgesFieldOptions: { nullable: false },
     nodeFieldOptions: { nullable: false },
+    decodeGlobalID: decodeGlobalIDOrNothing,
+    nodeQueryOptions: {
+      description: 'Any object by its global id; null when it does not exist or the caller may not read it',
+      resolve: async (_root, { id }, context, info) =>
+        (await resolveVisibleNodes(builder, [id], context, info))[0],
+    },
+    nodesQueryOptions: {
+      description: 'Objects by global id, in order; null for each that does not exist or may not be read',
+      resolve: (_root, { ids }, context, info) => resolveVisibleNodes(builder, ids, context, info),
+    },
   },
   defaultFieldNullability: false,
 });

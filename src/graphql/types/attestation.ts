@@ -21,6 +21,8 @@ import type { AttestationDecidedEvent } from '../../shared/events.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
+import { validKey } from '../nodes.js';
+import { rowNode } from '../row-node.js';
 import { AttestationStatusEnum, DeviceRef } from './devices.js';
 
 const CURSOR_KIND = 'attestation';
@@ -75,6 +77,8 @@ const AttestationResultRef = builder.objectRef<ResultShape>('AttestationResult')
     decidedAt: t.field({ type: 'DateTime', resolve: (result) => result.decidedAt }),
   }),
 });
+
+rowNode(AttestationResultRef, AttestationResult, 'seq', validKey.sequence);
 
 builder.objectFields(DeviceRef, (t) => ({
   consecutiveFailures: t.exposeInt('consecutiveFailures', { description: 'Timeouts in a row' }),

@@ -2,6 +2,8 @@ import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { AuditEvent } from '../../audit/audit-event.entity.js';
 import { builder } from '../builder.js';
 import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
+import { validKey } from '../nodes.js';
+import { rowNode } from '../row-node.js';
 
 const CURSOR_KIND = 'audit';
 
@@ -17,6 +19,8 @@ interface AuditEventShape {
 
 const AuditEventRef = builder.objectRef<AuditEventShape>('AuditEvent').implement({
   description: 'One link of the tamper-evident audit trail',
+  // On the type, so every path to an event (the list, the feed, `node`) asks the same.
+  authScopes: { admin: true },
   fields: (t) => ({
     seq: t.exposeString('seq', { description: 'Position in the chain; gap-free and increasing' }),
     cursor: t.string({ resolve: (event) => encodeCursor(CURSOR_KIND, event.seq) }),
@@ -28,6 +32,8 @@ const AuditEventRef = builder.objectRef<AuditEventShape>('AuditEvent').implement
     hash: t.exposeString('hash'),
   }),
 });
+
+rowNode(AuditEventRef, AuditEvent, 'seq', validKey.sequence);
 
 builder.queryField('auditEvents', (t) =>
   t.connection({

@@ -1,5 +1,7 @@
-import { CASE_SEVERITIES, CASE_SOURCES, CASE_STATUSES, type Case } from '../../cases/case.entity.js';
+import { CASE_SEVERITIES, CASE_SOURCES, CASE_STATUSES, Case } from '../../cases/case.entity.js';
 import { builder } from '../builder.js';
+import { validKey } from '../nodes.js';
+import { rowNode } from '../row-node.js';
 
 const CaseSeverityEnum = builder.enumType('CaseSeverity', { values: CASE_SEVERITIES });
 const CaseStatusEnum = builder.enumType('CaseStatus', { values: CASE_STATUSES });
@@ -17,3 +19,5 @@ export const CaseRef = builder.objectRef<Case>('Case').implement({
     evidence: t.field({ type: 'JSON', resolve: (record) => record.evidence }),
   }),
 });
+
+rowNode(CaseRef, Case, 'id', validKey.uuid);

@@ -1,9 +1,8 @@
-import {
-  CERTIFICATE_STATUSES,
-  type DeviceCertificate,
-} from '../../certificates/device-certificate.entity.js';
+import { CERTIFICATE_STATUSES, DeviceCertificate } from '../../certificates/device-certificate.entity.js';
 import { REVOCATION_REASONS, type RevocationReason } from '../../enrollment/device-lifecycle.service.js';
 import { builder } from '../builder.js';
+import { validKey } from '../nodes.js';
+import { rowNode } from '../row-node.js';
 
 const REASON_NAMES = Object.keys(REVOCATION_REASONS) as RevocationReason[];
 
@@ -37,3 +36,5 @@ export const CertificateRef = builder.objectRef<DeviceCertificate>('Certificate'
     }),
   }),
 });
+
+rowNode(CertificateRef, DeviceCertificate, 'id', validKey.uuid);

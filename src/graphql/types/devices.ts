@@ -52,8 +52,12 @@ const RegistrationOutcomeEnum = builder.enumType('RegistrationOutcome', {
   } as const,
 });
 
-/** Loaded by device id (the business key), so `device(deviceId)` and events batch and share rows. */
-export const DeviceRef = builder.loadableObjectRef('Device', {
+/**
+ * Loaded by device id (the business key), so `device(deviceId)`, `node(id)` and events batch and share
+ * rows; the global id wraps the device id too.
+ */
+export const DeviceRef = builder.loadableNodeRef('Device', {
+  id: { resolve: (device) => device.deviceId },
   load: (deviceIds: string[], context: GraphQLContext) =>
     context.em.find(Device, { deviceId: { $in: deviceIds } }),
   sort: (device) => device.deviceId,
@@ -62,7 +66,6 @@ export const DeviceRef = builder.loadableObjectRef('Device', {
 DeviceRef.implement({
   description: 'A device of the fleet: its inventory record, identity and attestation state',
   fields: (t) => ({
-    id: t.exposeID('id'),
     deviceId: t.exposeString('deviceId'),
     type: t.field({ type: DeviceTypeEnum, resolve: (device) => device.type }),
     model: t.exposeString('model', { nullable: true }),
