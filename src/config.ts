@@ -56,6 +56,10 @@ const configSchema = z.object({
   FLEETPROOF_OTT_RATE_PER_ADDRESS: z.coerce.number().int().positive().default(60),
   /** How often the attestation scheduler claims due devices and times out overdue challenges. */
   FLEETPROOF_SCHEDULER_TICK_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
+  /** How often the risk pass rescores devices (new policy bundles, decay). */
+  FLEETPROOF_RISK_TICK_MS: z.coerce.number().int().min(50).max(600_000).default(5_000),
+  /** A repeated report (same indicator or anomaly, same device) within this window is a no-op. */
+  FLEETPROOF_RISK_DUPLICATE_WINDOW_S: z.coerce.number().int().min(1).max(604_800).default(3_600),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -76,6 +80,7 @@ export interface Config {
   readonly graphiql: boolean;
   readonly shutdownTimeoutMs: number;
   readonly schedulerTickMs: number;
+  readonly risk: { readonly tickMs: number; readonly duplicateWindowMs: number };
   readonly enrollment: {
     readonly certificateValidityDays: number;
     readonly requireChannelBinding: boolean;
@@ -127,6 +132,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     graphiql: raw.FLEETPROOF_GRAPHIQL ?? !production,
     shutdownTimeoutMs: raw.FLEETPROOF_SHUTDOWN_TIMEOUT_MS,
     schedulerTickMs: raw.FLEETPROOF_SCHEDULER_TICK_MS,
+    risk: {
+      tickMs: raw.FLEETPROOF_RISK_TICK_MS,
+      duplicateWindowMs: raw.FLEETPROOF_RISK_DUPLICATE_WINDOW_S * 1000,
+    },
     enrollment: {
       certificateValidityDays: raw.FLEETPROOF_CERT_VALIDITY_DAYS,
       requireChannelBinding: raw.FLEETPROOF_EST_REQUIRE_CHANNEL_BINDING,

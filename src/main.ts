@@ -22,6 +22,11 @@ import { EnrollmentService } from './enrollment/enrollment.service.js';
 import { DEFAULT_ENROLLMENT_SETTINGS, type EnrollmentSettings } from './enrollment/enrollment.settings.js';
 import { OttService } from './enrollment/ott.service.js';
 import { RateLimiter } from './ratelimit/rate-limiter.js';
+import { PolicyBundleService } from './policy/policy-bundle.service.js';
+import { DEFAULT_RISK_SETTINGS, RiskService } from './risk/risk.service.js';
+import { startRiskScheduler } from './risk/risk.scheduler.js';
+import type { PeriodicTask } from './shared/periodic-task.js';
+import { handleTelemetry } from './mqtt/telemetry.handler.js';
 import type { Config } from './config.js';
 import { migrate, openDatabase } from './db/database.js';
 import { createServiceMqttClient, startEmbeddedBroker, type EmbeddedBroker } from './mqtt/index.js';
@@ -42,6 +47,7 @@ export interface Running {
   readonly services: Services;
   readonly challengeTransport: ChallengeTransport;
   readonly scheduler: AttestationScheduler;
+  readonly riskScheduler: PeriodicTask;
   stop(): Promise<void>;
 }
 
@@ -79,6 +85,7 @@ export async function createServices(
     const crl = new CrlService(ca, clock);
     const enrollmentGroups = new EnrollmentGroupService(audit, transactions, clock);
     const attestationSettings = new AttestationSettingsService(audit, transactions, clock);
+    const policies = new PolicyBundleService(audit, transactions, clock);
     return {
       clock,
       logger,
@@ -108,6 +115,11 @@ export async function createServices(
         clock,
         metrics,
       ),
+      policies,
+      risk: new RiskService(policies, cases, audit, transactions, new RateLimiter(clock), clock, metrics, {
+        ...DEFAULT_RISK_SETTINGS,
+        duplicateWindowMs: config.risk.duplicateWindowMs,
+      }),
       serviceInfo: { version: VERSION, database: database.kind, rootCaFingerprint: ca.rootFingerprintSha256 },
     };
   } catch (error) {
@@ -171,6 +183,7 @@ export async function startService(
     });
     await handleEnrollmentRequests(mqttClient, services);
     await handleAttestationResponses(mqttClient, services);
+    await handleTelemetry(mqttClient, services);
     services.challengeTransport.connect(mqttChallengeTransport(mqttClient));
     const challengeTransport = services.challengeTransport;
     const scheduler = startAttestationScheduler({
@@ -181,6 +194,14 @@ export async function startService(
       metrics: services.metrics,
       intervalMs: config.schedulerTickMs,
     });
+    const riskScheduler = startRiskScheduler({
+      service: services.risk,
+      entityManager: () => services.database.orm.em.fork(),
+      logger: logger.child({ component: 'risk-scheduler' }),
+      metrics: services.metrics,
+      intervalMs: config.risk.tickMs,
+    });
+    feedRiskFromEvents(services, riskScheduler);
     const app = await buildApp({
       config,
       services,
@@ -197,8 +218,10 @@ export async function startService(
       services,
       challengeTransport,
       scheduler,
+      riskScheduler,
       async stop() {
         await scheduler.stop();
+        await riskScheduler.stop();
         await app.stop();
         await services.database.close();
       },
@@ -208,6 +231,37 @@ export async function startService(
     await services.database.close();
     throw error;
   }
+}
+
+/**
+ * Attestation outcomes reach the score after their own commit; a new bundle starts its rescoring at
+ * once instead of at the next tick. What this instance misses (a crash in between) the periodic pass
+ * catches up for state factors; the risk note says what remains.
+ */
+const RISK_UPDATE_CONCURRENCY = 8;
+
+function feedRiskFromEvents(services: Services, riskScheduler: PeriodicTask): void {
+  const log = services.logger.child({ component: 'risk' });
+  void (async () => {
+    const inFlight = new Set<Promise<void>>();
+    for await (const event of services.pubsub.subscribe('attestation.decided')) {
+      // Row locks order updates per device; across devices a few run at once so a burst drains.
+      if (inFlight.size >= RISK_UPDATE_CONCURRENCY) await Promise.race(inFlight);
+      const update = services.risk
+        .recordAttestation(services.database.orm.em.fork(), event)
+        .catch((error: unknown) =>
+          log.error({ err: error, deviceId: event.deviceId }, 'risk update after attestation failed'),
+        )
+        .finally(() => inFlight.delete(update));
+      inFlight.add(update);
+    }
+  })();
+  void (async () => {
+    for await (const event of services.pubsub.subscribe('policy.published')) {
+      log.info(event, 'policy bundle published: rescoring its devices');
+      void riskScheduler.tick();
+    }
+  })();
 }
 
 /** A revoked device loses its live MQTT session at once, not only at its next connect. */

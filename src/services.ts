@@ -11,6 +11,8 @@ import type { EnrollmentGroupService } from './enrollment/enrollment-group.servi
 import type { EnrollmentService } from './enrollment/enrollment.service.js';
 import type { EnrollmentSettings } from './enrollment/enrollment.settings.js';
 import type { OttService } from './enrollment/ott.service.js';
+import type { PolicyBundleService } from './policy/policy-bundle.service.js';
+import type { RiskService } from './risk/risk.service.js';
 import type { Database } from './db/database.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
@@ -43,5 +45,7 @@ export interface Services {
   readonly attestationSettings: AttestationSettingsService;
   readonly attestation: AttestationService;
   readonly challengeTransport: LateBoundChallengeTransport;
+  readonly policies: PolicyBundleService;
+  readonly risk: RiskService;
   readonly serviceInfo: { version: string; database: string; rootCaFingerprint: string };
 }

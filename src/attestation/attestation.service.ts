@@ -467,6 +467,8 @@ export class AttestationService {
       timestamp: verdict?.timestamp ?? null,
       receivedAt,
       latencyMs: receivedAt ? receivedAt.getTime() - challenge.issuedAt.getTime() : null,
+      // The score as it stood when the result was decided; the result itself rescored it afterwards.
+      riskScore: device.riskScore,
       status: device.attestationStatus,
       decidedAt,
     });

@@ -9,6 +9,9 @@ import { DeviceCertificateSchema } from '../certificates/device-certificate.enti
 import { DeviceSchema } from '../devices/device.entity.js';
 import { EnrollmentGroupSchema } from '../enrollment/enrollment-group.entity.js';
 import { EnrollmentTokenSchema } from '../enrollment/enrollment-token.entity.js';
+import { PolicyBundleSchema } from '../policy/policy-bundle.entity.js';
+import { RiskFactorSchema } from '../risk/risk-factor.entity.js';
+import { RiskHistoryEntrySchema } from '../risk/risk-history.entity.js';
 import { RateLimitWindowSchema } from '../ratelimit/rate-limit.entity.js';
 
 /** Every entity the ORM knows; a domain adds its schemas here. */
@@ -25,4 +28,7 @@ export const entities = [
   AttestationSettingsVersionSchema,
   AttestationChallengeSchema,
   AttestationResultSchema,
+  PolicyBundleSchema,
+  RiskFactorSchema,
+  RiskHistoryEntrySchema,
 ];

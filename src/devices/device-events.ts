@@ -3,8 +3,18 @@ import type { Device } from './device.entity.js';
 
 /** The `device.changed` payload for a device as it is now, after a change made by `actor`. */
 export function deviceChanged(
-  device: Device,
-  change: { change: string; previousStatus: string | null; actor: string; reason: string | null; at: Date },
+  device: Pick<
+    Device,
+    'deviceId' | 'attestationStatus' | 'enrollmentState' | 'siteId' | 'riskScore' | 'riskBand'
+  >,
+  change: {
+    change: string;
+    previousStatus: string | null;
+    previousRiskBand?: string | null;
+    actor: string;
+    reason: string | null;
+    at: Date;
+  },
 ): DeviceChangedEvent {
   return {
     deviceId: device.deviceId,
@@ -12,6 +22,9 @@ export function deviceChanged(
     attestationStatus: device.attestationStatus,
     enrollmentState: device.enrollmentState,
     previousAttestationStatus: change.previousStatus,
+    riskScore: device.riskScore,
+    riskBand: device.riskBand,
+    previousRiskBand: change.previousRiskBand ?? null,
     siteId: device.siteId,
     occurredAt: change.at.toISOString(),
     actor: change.actor,

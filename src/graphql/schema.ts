@@ -10,6 +10,8 @@ import './types/cases.js';
 import './types/devices.js';
 import './types/enrollment-groups.js';
 import './types/attestation.js';
+import './types/risk.js';
+import './types/policy.js';
 
 /** The schema, sorted so the printed file changes only when the API does. */
 export const schema = lexicographicSortSchema(builder.toSchema());

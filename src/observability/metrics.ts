@@ -62,6 +62,29 @@ export function createMetrics() {
       labelNames: ['kind'] as const,
       registers: [registry],
     }),
+    riskFactors: new Counter({
+      name: 'fleetproof_risk_factors_total',
+      help: 'Risk factors added to device trails, by kind and severity',
+      labelNames: ['kind', 'severity'] as const,
+      registers: [registry],
+    }),
+    riskDuplicateReports: new Counter({
+      name: 'fleetproof_risk_duplicate_reports_total',
+      help: 'Reports (IOC hits, anomalies) ignored as repeats within the duplicate window, by kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    riskRescored: new Counter({
+      name: 'fleetproof_risk_rescored_total',
+      help: 'Devices rescored by the background pass, by cause (policy, decay)',
+      labelNames: ['cause'] as const,
+      registers: [registry],
+    }),
+    riskRescoreBacklog: new Gauge({
+      name: 'fleetproof_risk_rescore_backlog',
+      help: 'Devices still scored by an older policy bundle than their type current one',
+      registers: [registry],
+    }),
     componentUp: new Gauge({
       name: 'fleetproof_component_up',
       help: 'Whether a component (database, mqtt, ca) is healthy (1) or not (0)',

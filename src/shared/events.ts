@@ -12,6 +12,8 @@ export interface AppEvents {
   'attestation.decided': AttestationDecidedEvent;
   /** A device's certificates were revoked: brokers drop its connections. */
   'device.revoked': { deviceId: string; serials: string[] };
+  /** A new policy bundle version for a device type: its devices are rescored in the background. */
+  'policy.published': { deviceType: string; version: number };
 }
 
 export interface DeviceChangedEvent {
@@ -20,6 +22,9 @@ export interface DeviceChangedEvent {
   attestationStatus: string;
   enrollmentState: string;
   previousAttestationStatus: string | null;
+  riskScore: number;
+  riskBand: string;
+  previousRiskBand: string | null;
   siteId: string | null;
   occurredAt: string;
   actor: string;

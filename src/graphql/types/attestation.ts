@@ -1,5 +1,5 @@
 import { clearAllDataLoaders } from '@pothos/plugin-dataloader';
-import { resolveCursorConnection, type DefaultConnectionArguments } from '@pothos/plugin-relay';
+import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
 import { filter, pipe } from 'graphql-yoga';
 import {
   AttestationResult,
@@ -20,9 +20,10 @@ import {
 import type { AttestationDecidedEvent } from '../../shared/events.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
+import { encodeCursor } from '../cursor.js';
 import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
+import { seqPage } from '../seq-page.js';
 import { AttestationStatusEnum, DeviceRef } from './devices.js';
 
 const CURSOR_KIND = 'attestation';
@@ -104,35 +105,13 @@ builder.objectFields(DeviceRef, (t) => ({
   }),
 }));
 
-/**
- * A page of results keyed on `seq`, which only grows: a cursor stays valid forever, so a reader can
- * resume exactly where it stopped, in either direction.
- */
 function resultsPage(
   context: GraphQLContext,
   args: DefaultConnectionArguments,
   where: Record<string, unknown>,
   order: 'oldest-first' | 'newest-first',
 ) {
-  const ascending = order === 'oldest-first';
-  return resolveCursorConnection<Promise<AttestationResult[]>>(
-    {
-      args,
-      toCursor: (result) => encodeCursor(CURSOR_KIND, result.seq),
-      defaultSize: PAGE_SIZE.default,
-      maxSize: PAGE_SIZE.max,
-    },
-    ({ before, after, limit, inverted }) => {
-      const seq: Record<string, string> = {};
-      if (after) seq[ascending ? '$gt' : '$lt'] = decodeCursor(CURSOR_KIND, after);
-      if (before) seq[ascending ? '$lt' : '$gt'] = decodeCursor(CURSOR_KIND, before);
-      return context.em.find(
-        AttestationResult,
-        { ...where, ...(Object.keys(seq).length ? { seq } : {}) },
-        { orderBy: { seq: ascending !== inverted ? 'asc' : 'desc' }, limit },
-      );
-    },
-  );
+  return seqPage(context, args, AttestationResult, CURSOR_KIND, where, order);
 }
 
 const ResultFilterInput = builder.inputType('AttestationResultFilter', {

@@ -470,7 +470,7 @@ function matches(event: DeviceChangedEvent, wanted: DeviceEventFilterArgs | null
   return true;
 }
 
-const DeviceEventRef = builder.objectRef<DeviceChangedEvent>('DeviceEvent').implement({
+export const DeviceEventRef = builder.objectRef<DeviceChangedEvent>('DeviceEvent').implement({
   description: "A change of a device's attestation status or lifecycle state, as committed",
   fields: (t) => ({
     deviceId: t.exposeString('deviceId'),

@@ -1,0 +1,36 @@
+import type { EntityName } from '@mikro-orm/core';
+import { resolveCursorConnection, type DefaultConnectionArguments } from '@pothos/plugin-relay';
+import type { GraphQLContext } from './context.js';
+import { PAGE_SIZE, decodeCursor, encodeCursor } from './cursor.js';
+
+/**
+ * A Relay page over rows keyed on `seq`, which only grows: a cursor stays valid forever, so a reader
+ * can resume exactly where it stopped, in either direction.
+ */
+export function seqPage<T extends { seq: string }>(
+  context: GraphQLContext,
+  args: DefaultConnectionArguments,
+  entity: EntityName<T>,
+  cursorKind: string,
+  where: Record<string, unknown>,
+  order: 'oldest-first' | 'newest-first',
+) {
+  const ascending = order === 'oldest-first';
+  return resolveCursorConnection<Promise<T[]>>(
+    {
+      args,
+      toCursor: (row) => encodeCursor(cursorKind, row.seq),
+      defaultSize: PAGE_SIZE.default,
+      maxSize: PAGE_SIZE.max,
+    },
+    ({ before, after, limit, inverted }) => {
+      const seq: Record<string, string> = {};
+      if (after) seq[ascending ? '$gt' : '$lt'] = decodeCursor(cursorKind, after);
+      if (before) seq[ascending ? '$lt' : '$gt'] = decodeCursor(cursorKind, before);
+      return context.em.find(entity, { ...where, ...(Object.keys(seq).length ? { seq } : {}) } as never, {
+        orderBy: { seq: ascending !== inverted ? 'asc' : 'desc' } as never,
+        limit,
+      }) as Promise<T[]>;
+    },
+  );
+}

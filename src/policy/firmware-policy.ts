@@ -1,0 +1,64 @@
+import type { PolicyBundleDocument, Severity } from './policy-bundle.document.js';
+
+export interface FirmwareSubject {
+  model: string | null;
+  firmwareHash: string | null;
+  goldenFirmwareHash: string | null;
+}
+
+export interface FirmwareDrift {
+  severity: Severity;
+  detail: string;
+  /** Stable per situation, so a rescoring that finds the same drift keeps the same trail entry. */
+  key: string;
+}
+
+/** The approved hashes for a device's model, or null when the bundle does not list the model. */
+export function approvedHashes(
+  policy: PolicyBundleDocument,
+  model: string | null,
+): ReadonlySet<string> | null {
+  const listed = model === null ? undefined : policy.firmware[model];
+  return listed ? new Set(listed.versions.map((entry) => entry.hash)) : null;
+}
+
+/**
+ * The firmware hashes attestation accepts: the inventory's pinned golden hash when facilities set one;
+ * otherwise the bundle's approved list for the model; otherwise the hash the device enrolled with.
+ * Empty means nothing vouches for the firmware, and attestation fails closed.
+ */
+export function goldenFirmwareHashes(
+  device: FirmwareSubject,
+  approved: ReadonlySet<string> | null,
+): ReadonlySet<string> {
+  if (device.goldenFirmwareHash) return new Set([device.goldenFirmwareHash]);
+  if (approved) return approved;
+  return new Set(device.firmwareHash ? [device.firmwareHash] : []);
+}
+
+/**
+ * How far a device's enrolled firmware is from the bundle's latest approved version for its model:
+ * unvetted (not on the list) or some versions behind. Null when current or when the bundle does not
+ * list the model (nothing to compare with).
+ */
+export function firmwareDrift(policy: PolicyBundleDocument, device: FirmwareSubject): FirmwareDrift | null {
+  const listed = device.model === null ? undefined : policy.firmware[device.model];
+  if (!listed) return null;
+  const index = listed.versions.findIndex((entry) => entry.hash === device.firmwareHash);
+  if (index < 0) {
+    return {
+      severity: 'HIGH',
+      detail: `unvetted firmware: ${device.firmwareHash ?? 'no hash'} is not on the approved list for model ${device.model}`,
+      key: `drift:unvetted:${device.firmwareHash ?? 'none'}`,
+    };
+  }
+  const latest = listed.versions.findIndex((entry) => entry.version === listed.latest);
+  const behind = latest - index;
+  if (behind <= 0) return null;
+  const version = listed.versions[index]!.version;
+  return {
+    severity: behind >= policy.risk.driftHighAtVersionsBehind ? 'HIGH' : behind >= 2 ? 'MEDIUM' : 'LOW',
+    detail: `firmware ${version} is ${behind} version${behind === 1 ? '' : 's'} behind ${listed.latest}, the latest approved for model ${device.model}`,
+    key: `drift:behind:${version}:${listed.latest}`,
+  };
+}
