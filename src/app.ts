@@ -195,6 +195,32 @@ function healthChecks(deps: AppDeps): HealthCheck[] {
         });
       },
     },
+    {
+      // A stale bundle is shown, not failed on: scoring goes on with it and says so in the trail.
+      name: 'policy',
+      async check() {
+        const bundles = await services.policies.currentBundles(services.database.orm.em.fork());
+        const byType = Object.fromEntries(
+          [...bundles].map(([type, bundle]) => [
+            type,
+            {
+              version: bundle.version,
+              publishedAt: bundle.publishedAt,
+              stale: services.policies.isStale(bundle),
+            },
+          ]),
+        );
+        return {
+          status: 'up',
+          detail: {
+            bundles: byType,
+            stale: Object.entries(byType)
+              .filter(([, bundle]) => bundle.stale)
+              .map(([type]) => type),
+          },
+        };
+      },
+    },
   ];
 }
 

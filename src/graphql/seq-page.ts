@@ -1,13 +1,13 @@
-import type { EntityName } from '@mikro-orm/core';
+import type { EntityName, FilterQuery } from '@mikro-orm/core';
 import { resolveCursorConnection, type DefaultConnectionArguments } from '@pothos/plugin-relay';
 import type { GraphQLContext } from './context.js';
 import { PAGE_SIZE, decodeCursor, encodeCursor } from './cursor.js';
 
 /**
  * A Relay page over rows keyed on `seq`, which only grows: a cursor stays valid forever, so a reader
- * can resume exactly where it stopped, in either direction.
+ * can resume exactly where it stopped, in either direction. `totalCount` is counted only when selected.
  */
-export function seqPage<T extends { seq: string }>(
+export async function seqPage<T extends { seq: string }>(
   context: GraphQLContext,
   args: DefaultConnectionArguments,
   entity: EntityName<T>,
@@ -16,7 +16,7 @@ export function seqPage<T extends { seq: string }>(
   order: 'oldest-first' | 'newest-first',
 ) {
   const ascending = order === 'oldest-first';
-  return resolveCursorConnection<Promise<T[]>>(
+  const connection = await resolveCursorConnection<Promise<T[]>>(
     {
       args,
       toCursor: (row) => encodeCursor(cursorKind, row.seq),
@@ -27,10 +27,13 @@ export function seqPage<T extends { seq: string }>(
       const seq: Record<string, string> = {};
       if (after) seq[ascending ? '$gt' : '$lt'] = decodeCursor(cursorKind, after);
       if (before) seq[ascending ? '$lt' : '$gt'] = decodeCursor(cursorKind, before);
-      return context.em.find(entity, { ...where, ...(Object.keys(seq).length ? { seq } : {}) } as never, {
+      const filter = { ...where, ...(Object.keys(seq).length ? { seq } : {}) } as FilterQuery<T>;
+      const rows: Promise<T[]> = context.em.find(entity, filter, {
         orderBy: { seq: ascending !== inverted ? 'asc' : 'desc' } as never,
         limit,
-      }) as Promise<T[]>;
+      });
+      return rows;
     },
   );
+  return { ...connection, totalCount: () => context.em.count(entity, where as FilterQuery<T>) };
 }

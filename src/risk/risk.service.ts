@@ -356,7 +356,7 @@ export class RiskService {
     const now = this.clock.now();
     const policy = await this.policies.effective(tx.em, row.type);
     const connection = tx.em.getConnection();
-    const context = tx.em.getTransactionContext();
+    const context: unknown = tx.em.getTransactionContext();
 
     const wanted = this.stateFactors(row, policy, now);
     const active = await connection.execute<{ seq: string; dedup_key: string }[]>(

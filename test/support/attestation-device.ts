@@ -36,8 +36,16 @@ export class OpensslDevice {
     readonly keyFile: string,
   ) {}
 
-  /** Registers (with a golden firmware hash), enrolls, connects to the broker and subscribes. */
-  static async enroll(service: TestService, deviceId: string): Promise<OpensslDevice> {
+  /**
+   * Registers, enrolls, connects to the broker and subscribes. By default the inventory pins
+   * FIRMWARE_HASH as golden; with `firmware` the device is registered with a model and no pinned
+   * golden value, and reports that firmware in its OTT request (so policy bundles judge it).
+   */
+  static async enroll(
+    service: TestService,
+    deviceId: string,
+    firmware?: { model: string; version: string; hash: string },
+  ): Promise<OpensslDevice> {
     const dir = await mkdtemp(path.join(os.tmpdir(), `fp-dev-${deviceId}-`));
     const keyFile = path.join(dir, 'device.key');
     const csrFile = path.join(dir, 'device.csr');
@@ -66,11 +74,23 @@ export class OpensslDevice {
         device_type: 'PLC',
         criticality: 'critical',
         expected_cdi_commitment: commitment,
-        golden_firmware_hash: FIRMWARE_HASH,
+        ...(firmware ? { model: firmware.model } : { golden_firmware_hash: FIRMWARE_HASH }),
       },
       'test',
     );
-    const { ott } = await otts.issueForOperator(database.orm.em.fork(), deviceId, 'test');
+    const { ott } = firmware
+      ? await otts.request(
+          database.orm.em.fork(),
+          {
+            device_id: deviceId,
+            cdi_commitment: commitment,
+            device_type: 'PLC',
+            firmware_version: firmware.version,
+            firmware_hash: firmware.hash,
+          },
+          { address: '127.0.0.1', channel: 'rest' },
+        )
+      : await otts.issueForOperator(database.orm.em.fork(), deviceId, 'test');
     const result = await enrollment.enroll(database.orm.em.fork(), {
       ott,
       csr: await readFile(csrFile, 'utf8'),

@@ -60,12 +60,24 @@ builder.objectFields(DeviceRef, (t) => ({
     nullable: true,
     description: 'The bundle version that produced the current score (null: the built-in default policy)',
   }),
-  riskFactors: t.connection({
-    type: RiskFactorRef,
-    description: 'The trail, newest first',
-    resolve: (device, args, context) =>
-      seqPage(context, args, RiskFactor, CURSOR_KIND, { deviceRef: device.id }, 'newest-first'),
-  }),
+  riskFactors: t.connection(
+    {
+      type: RiskFactorRef,
+      description: 'The trail, newest first',
+      resolve: (device, args, context) =>
+        seqPage(context, args, RiskFactor, CURSOR_KIND, { deviceRef: device.id }, 'newest-first'),
+    },
+    {
+      name: 'RiskFactorConnection',
+      fields: (tc) => ({
+        totalCount: tc.int({
+          description: 'Entries in the whole trail',
+          resolve: (connection) => connection.totalCount(),
+        }),
+      }),
+    },
+    { name: 'RiskFactorEdge' },
+  ),
   riskHistory: t.field({
     type: [RiskHistoryEntryRef],
     description: `Score changes since the given time, oldest first (at most ${RISK_HISTORY_MAX})`,
