@@ -11,6 +11,7 @@ import {
   type Criticality,
   type DeviceType,
   type EnrollmentState,
+  type RiskBand,
 } from './device.entity.js';
 import { parseRegistration, type DeviceRegistrationInput } from './device-input.js';
 import { MAX_IMPORT_ROWS } from './inventory-file.js';
@@ -33,14 +34,46 @@ export interface DeviceListFilter {
   deviceIdPrefix?: string | undefined;
   enrollmentState?: readonly EnrollmentState[] | undefined;
   includeRejected?: boolean | undefined;
+  riskBand?: readonly RiskBand[] | undefined;
+  /** Strictly above this score. */
+  riskAbove?: number | undefined;
+  isolated?: boolean | undefined;
+  /** PENDING and registered before this time (the adapter turns "pending longer than" into it). */
+  pendingSince?: Date | undefined;
+  /** Heard from at or after this time (true) or not (false); the cutoff is the liveness window. */
+  online?: { value: boolean; cutoff: Date } | undefined;
 }
 
-/** A keyset page over device ids: strictly after and/or before the given ids, at most `limit` rows. */
+export const DEVICE_ORDER_FIELDS = ['DEVICE_ID', 'RISK_SCORE', 'LAST_ATTESTATION', 'LAST_SEEN'] as const;
+export type DeviceOrderField = (typeof DEVICE_ORDER_FIELDS)[number];
+
+/** The column behind each order; device id breaks ties, in the same direction, so keysets are total. */
+const ORDER_PROPERTY = {
+  DEVICE_ID: null,
+  RISK_SCORE: 'riskScore',
+  LAST_ATTESTATION: 'lastAttestationAt',
+  LAST_SEEN: 'lastSeenAt',
+} as const satisfies Record<DeviceOrderField, keyof Device | null>;
+
+export interface DeviceOrder {
+  field: DeviceOrderField;
+  ascending: boolean;
+}
+
+/** Where a page starts: the order key of the last row seen and its device id. */
+export interface DeviceKey {
+  value: number | string | null;
+  deviceId: string;
+}
+
+/** A keyset page: strictly after and/or before the given keys in the given order, at most `limit` rows. */
 export interface DeviceListPage {
-  afterDeviceId?: string | undefined;
-  beforeDeviceId?: string | undefined;
+  order: DeviceOrder;
+  after?: DeviceKey | undefined;
+  before?: DeviceKey | undefined;
   limit: number;
-  descending: boolean;
+  /** Read the order backwards (Relay's `last`/`before`). */
+  inverted: boolean;
 }
 
 /** Rows committed per transaction in an import: large enough to be fast, small enough to not hold locks long. */
@@ -150,14 +183,24 @@ export class InventoryService {
 
   /** The fleet in device-id order, one keyset page at a time (stable while devices are added). */
   async list(em: EntityManager, filter: DeviceListFilter, page: DeviceListPage): Promise<Device[]> {
+    const { field, ascending } = page.order;
+    const property = ORDER_PROPERTY[field];
     const keyset: Array<FilterQuery<Device>> = [];
-    if (page.afterDeviceId !== undefined) keyset.push({ deviceId: { $gt: page.afterDeviceId } });
-    if (page.beforeDeviceId !== undefined) keyset.push({ deviceId: { $lt: page.beforeDeviceId } });
-    return em.find(
-      Device,
-      { $and: [listWhere(filter), ...keyset] },
-      { orderBy: { deviceId: page.descending ? 'desc' : 'asc' }, limit: page.limit },
-    );
+    if (page.after) keyset.push(beyond(property, page.after, ascending));
+    if (page.before) keyset.push(beyond(property, page.before, !ascending));
+    const forward = ascending !== page.inverted;
+    const orderBy: Record<string, string> = {};
+    // Nulls (never seen, never attested) sort as the oldest: first ascending, last descending.
+    if (property) orderBy[property] = forward ? 'asc nulls first' : 'desc nulls last';
+    orderBy.deviceId = forward ? 'asc' : 'desc';
+    return em.find(Device, { $and: [listWhere(filter), ...keyset] }, { orderBy, limit: page.limit });
+  }
+
+  /** The order key of a device, for its cursor. */
+  orderKey(device: Device, field: DeviceOrderField): DeviceKey {
+    const property = ORDER_PROPERTY[field];
+    const value = property ? device[property] : null;
+    return { value: value instanceof Date ? value.toISOString() : value, deviceId: device.deviceId };
   }
 
   async count(em: EntityManager, filter: DeviceListFilter): Promise<number> {
@@ -243,11 +286,45 @@ function listWhere(filter: DeviceListFilter): FilterQuery<Device> {
   if (filter.criticality !== undefined) where.push({ criticality: filter.criticality });
   if (filter.deviceIdPrefix) where.push({ deviceId: { $like: `${escapeLike(filter.deviceIdPrefix)}%` } });
   if (filter.enrollmentState) where.push({ enrollmentState: { $in: [...filter.enrollmentState] } });
+  if (filter.riskBand) where.push({ riskBand: { $in: [...filter.riskBand] } });
+  if (filter.riskAbove !== undefined) where.push({ riskScore: { $gt: filter.riskAbove } });
+  if (filter.isolated !== undefined) where.push({ isolated: filter.isolated });
+  if (filter.pendingSince)
+    where.push({ attestationStatus: 'PENDING', registeredAt: { $lt: filter.pendingSince } });
+  if (filter.online) {
+    where.push(
+      filter.online.value
+        ? { lastSeenAt: { $gte: filter.online.cutoff } }
+        : { $or: [{ lastSeenAt: null }, { lastSeenAt: { $lt: filter.online.cutoff } }] },
+    );
+  }
   // A rejected device never joined the fleet: listings leave it out unless asked for it by name or flag.
   if (!filter.includeRejected && !filter.enrollmentState?.includes('REJECTED')) {
     where.push({ enrollmentState: { $ne: 'REJECTED' } });
   }
   return where.length > 0 ? { $and: where } : {};
+}
+
+/**
+ * Rows strictly after `key` in the order (property, device id), both ascending or both descending,
+ * with nulls as the smallest values. A Date column gets the key back as a Date.
+ */
+function beyond(property: string | null, key: DeviceKey, ascending: boolean): FilterQuery<Device> {
+  const idAfter = { deviceId: { [ascending ? '$gt' : '$lt']: key.deviceId } };
+  if (!property) return idAfter;
+  const value = typeof key.value === 'string' ? new Date(key.value) : key.value;
+  if (value === null) {
+    return ascending
+      ? { $or: [{ [property]: null, ...idAfter }, { [property]: { $ne: null } }] }
+      : { [property]: null, ...idAfter };
+  }
+  return {
+    $or: [
+      { [property]: { [ascending ? '$gt' : '$lt']: value } },
+      { [property]: value, ...idAfter },
+      ...(ascending ? [] : [{ [property]: null }]),
+    ],
+  } as FilterQuery<Device>;
 }
 
 /** Device ids may contain `_`, a LIKE wildcard: match it literally. */

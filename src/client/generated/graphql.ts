@@ -97,6 +97,12 @@ export type DeviceFilter = {
   enrollmentState?: Array<EnrollmentState> | null | undefined;
   /** Rejected devices are left out unless this is true or enrollmentState names REJECTED */
   includeRejected?: boolean | null | undefined;
+  isolated?: boolean | null | undefined;
+  /** PENDING devices registered more than this long ago */
+  pendingLongerThanSeconds?: number | null | undefined;
+  /** Risk score strictly above this value */
+  riskAbove?: number | null | undefined;
+  riskBand?: Array<RiskBand> | null | undefined;
   /** A site id */
   site?: string | null | undefined;
   type?: Array<DeviceType> | null | undefined;
@@ -158,6 +164,12 @@ export type RevocationReason =
   | 'PRIVILEGE_WITHDRAWN'
   | 'SUPERSEDED'
   | 'UNSPECIFIED';
+
+/** NORMAL 0-30 (green), ELEVATED 31-70 (yellow), CRITICAL 71-100 (red) */
+export type RiskBand =
+  | 'CRITICAL'
+  | 'ELEVATED'
+  | 'NORMAL';
 
 export type Role =
   | 'ADMIN'

@@ -9,14 +9,18 @@ import {
   DEVICE_TYPES,
   Device,
   ENROLLMENT_STATES,
+  RISK_BANDS,
   type AttestationStatus,
   type EnrollmentState,
 } from '../../devices/device.entity.js';
 import { parseInventoryFile } from '../../devices/inventory-file.js';
-import type {
-  DeviceListFilter,
-  ImportRowResult,
-  RegistrationOutcome,
+import {
+  DEVICE_ORDER_FIELDS,
+  type DeviceKey,
+  type DeviceListFilter,
+  type DeviceOrderField,
+  type ImportRowResult,
+  type RegistrationOutcome,
 } from '../../devices/inventory.service.js';
 import {
   ConflictError,
@@ -28,6 +32,7 @@ import {
 import type { DeviceChangedEvent } from '../../shared/events.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
+import { GraphQLError } from 'graphql';
 import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
 import { CaseRef } from './cases.js';
 import { CertificateRef, RevocationReasonEnum } from './certificates.js';
@@ -37,6 +42,10 @@ const CURSOR_KIND = 'device';
 export const DeviceTypeEnum = builder.enumType('DeviceType', { values: DEVICE_TYPES });
 export const AttestationStatusEnum = builder.enumType('AttestationStatus', { values: ATTESTATION_STATUSES });
 const EnrollmentStateEnum = builder.enumType('EnrollmentState', { values: ENROLLMENT_STATES });
+export const RiskBandEnum = builder.enumType('RiskBand', {
+  values: RISK_BANDS,
+  description: 'NORMAL 0-30 (green), ELEVATED 31-70 (yellow), CRITICAL 71-100 (red)',
+});
 export const CriticalityEnum = builder.enumType('Criticality', {
   values: { CRITICAL: { value: 'critical' }, STANDARD: { value: 'standard' } } as const,
 });
@@ -141,12 +150,51 @@ const DeviceFilterInput = builder.inputType('DeviceFilter', {
       defaultValue: false,
       description: 'Rejected devices are left out unless this is true or enrollmentState names REJECTED',
     }),
+    riskBand: t.field({ type: [RiskBandEnum] }),
+    riskAbove: t.int({ description: 'Risk score strictly above this value' }),
+    isolated: t.boolean(),
+    pendingLongerThanSeconds: t.int({ description: 'PENDING devices registered more than this long ago' }),
   }),
 });
 
+const DeviceOrderFieldEnum = builder.enumType('DeviceOrderField', { values: DEVICE_ORDER_FIELDS });
+const OrderDirectionEnum = builder.enumType('OrderDirection', { values: ['ASC', 'DESC'] as const });
+
+const DeviceOrderInput = builder.inputType('DeviceOrder', {
+  fields: (t) => ({
+    field: t.field({ type: DeviceOrderFieldEnum, required: true }),
+    direction: t.field({ type: OrderDirectionEnum, defaultValue: 'ASC' }),
+  }),
+});
+
+/** A device cursor names its order, so a cursor of one order is never replayed on another. */
+function encodeDeviceCursor(order: DeviceOrderField, key: DeviceKey): string {
+  return encodeCursor(CURSOR_KIND, JSON.stringify([order, key.value, key.deviceId]));
+}
+
+function decodeDeviceCursor(order: DeviceOrderField, cursor: string): DeviceKey {
+  const invalid = () =>
+    new GraphQLError(`Invalid cursor for devices ordered by ${order}`, {
+      extensions: { code: 'INVALID_CURSOR' },
+    });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(decodeCursor(CURSOR_KIND, cursor));
+  } catch (error) {
+    if (error instanceof GraphQLError) throw error;
+    throw invalid();
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 3 || parsed[0] !== order || typeof parsed[2] !== 'string') {
+    throw invalid();
+  }
+  const value: unknown = parsed[1];
+  if (value !== null && typeof value !== 'string' && typeof value !== 'number') throw invalid();
+  return { value, deviceId: parsed[2] };
+}
+
 type DeviceFilterArgs = typeof DeviceFilterInput.$inferInput;
 
-function toListFilter(input: DeviceFilterArgs | null | undefined): DeviceListFilter {
+function toListFilter(input: DeviceFilterArgs | null | undefined, now: Date): DeviceListFilter {
   return {
     attestationStatus: input?.attestationStatus ?? undefined,
     type: input?.type ?? undefined,
@@ -155,6 +203,13 @@ function toListFilter(input: DeviceFilterArgs | null | undefined): DeviceListFil
     deviceIdPrefix: input?.deviceIdPrefix ?? undefined,
     enrollmentState: input?.enrollmentState ?? undefined,
     includeRejected: input?.includeRejected ?? false,
+    riskBand: input?.riskBand ?? undefined,
+    riskAbove: input?.riskAbove ?? undefined,
+    isolated: input?.isolated ?? undefined,
+    pendingSince:
+      input?.pendingLongerThanSeconds == null
+        ? undefined
+        : new Date(now.getTime() - input.pendingLongerThanSeconds * 1000),
   };
 }
 
@@ -174,23 +229,29 @@ builder.queryField('devices', (t) =>
     {
       type: DeviceRef,
       authScopes: { viewer: true },
-      description: `The fleet in device-id order; ${PAGE_SIZE.default} per page unless asked, at most ${PAGE_SIZE.max}`,
-      args: { filter: t.arg({ type: DeviceFilterInput }) },
+      description: `The fleet, in device-id order unless asked; ${PAGE_SIZE.default} per page unless asked, at most ${PAGE_SIZE.max}`,
+      args: { filter: t.arg({ type: DeviceFilterInput }), orderBy: t.arg({ type: DeviceOrderInput }) },
       resolve: async (_root, args, context) => {
-        const listFilter = toListFilter(args.filter);
+        const listFilter = toListFilter(args.filter, context.services.clock.now());
+        const order = {
+          field: args.orderBy?.field ?? 'DEVICE_ID',
+          ascending: (args.orderBy?.direction ?? 'ASC') === 'ASC',
+        };
         const connection = await resolveCursorConnection<Promise<Device[]>>(
           {
             args,
-            toCursor: (device: Device) => encodeCursor(CURSOR_KIND, device.deviceId),
+            toCursor: (device: Device) =>
+              encodeDeviceCursor(order.field, context.services.inventory.orderKey(device, order.field)),
             defaultSize: PAGE_SIZE.default,
             maxSize: PAGE_SIZE.max,
           },
           ({ before, after, limit, inverted }): Promise<Device[]> =>
             context.services.inventory.list(context.em, listFilter, {
-              afterDeviceId: after === undefined ? undefined : decodeCursor(CURSOR_KIND, after),
-              beforeDeviceId: before === undefined ? undefined : decodeCursor(CURSOR_KIND, before),
+              order,
+              after: after === undefined ? undefined : decodeDeviceCursor(order.field, after),
+              before: before === undefined ? undefined : decodeDeviceCursor(order.field, before),
               limit,
-              descending: inverted,
+              inverted,
             }),
         );
         // Counted only when selected.

@@ -1,4 +1,4 @@
-import { RISK_BANDS, type RiskBand } from '../../devices/device.entity.js';
+import type { RiskBand } from '../../devices/device.entity.js';
 import { actorOf } from '../../auth/token.service.js';
 import { RISK_FACTOR_KINDS, SEVERITIES } from '../../policy/policy-bundle.document.js';
 import { RiskFactor } from '../../risk/risk-factor.entity.js';
@@ -8,14 +8,10 @@ import { DeviceNotFoundError, ValidationError } from '../../shared/errors.js';
 import { builder } from '../builder.js';
 import { encodeCursor } from '../cursor.js';
 import { seqPage } from '../seq-page.js';
-import { DeviceEventRef, DeviceRef } from './devices.js';
+import { DeviceEventRef, DeviceRef, RiskBandEnum } from './devices.js';
 
 const CURSOR_KIND = 'risk-factor';
 
-export const RiskBandEnum = builder.enumType('RiskBand', {
-  values: RISK_BANDS,
-  description: 'NORMAL 0-30 (green), ELEVATED 31-70 (yellow), CRITICAL 71-100 (red)',
-});
 const RiskFactorKindEnum = builder.enumType('RiskFactorKind', { values: RISK_FACTOR_KINDS });
 export const SeverityEnum = builder.enumType('Severity', { values: SEVERITIES });
 

@@ -64,7 +64,7 @@ describe('starting with no configuration', () => {
     const first = await startCli();
     try {
       expect(first.health?.status).toBe('ok');
-      expect(Object.keys(first.health!.checks).sort()).toEqual(['ca', 'database', 'mqtt']);
+      expect(Object.keys(first.health!.checks).sort()).toEqual(['ca', 'database', 'mqtt', 'policy']);
       const fingerprint = await rootFingerprint();
       const passphraseFile = await stat(path.join(dataDir, 'pki', 'ca-passphrase'));
       expect(passphraseFile.mode & 0o777).toBe(0o600);
