@@ -324,7 +324,7 @@ function beyond(property: string | null, key: DeviceKey, ascending: boolean): Fi
       { [property]: value, ...idAfter },
       ...(ascending ? [] : [{ [property]: null }]),
     ],
-  } as FilterQuery<Device>;
+  };
 }
 
 /** Device ids may contain `_`, a LIKE wildcard: match it literally. */
