@@ -421,7 +421,7 @@ describe('devices connection', () => {
   it('pages backward with last and before', async () => {
     const around = await page({
       first: 1,
-      after: encodeCursor('device', 'pg-0099'),
+      after: encodeCursor('device', JSON.stringify(['DEVICE_ID', null, 'pg-0099'])),
       filter: { deviceIdPrefix: 'pg-' },
     });
     expect(idsOf(around)).toEqual(['pg-0100']);
