@@ -6,6 +6,7 @@ import { RiskHistoryEntry } from '../../risk/risk-history.entity.js';
 import type { RiskAssessment } from '../../risk/risk.service.js';
 import { DeviceNotFoundError, ValidationError } from '../../shared/errors.js';
 import { builder } from '../builder.js';
+import type { GraphQLContext } from '../context.js';
 import { encodeCursor } from '../cursor.js';
 import { seqPage } from '../seq-page.js';
 import { DeviceEventRef, DeviceRef, RiskBandEnum } from './devices.js';
@@ -47,6 +48,7 @@ const RiskHistoryEntryRef = builder.objectRef<RiskHistoryEntry>('RiskHistoryEntr
 });
 
 const RISK_HISTORY_MAX = 1_000;
+const TOP_FACTORS = 3;
 
 builder.objectFields(DeviceRef, (t) => ({
   riskScore: t.exposeInt('riskScore', { description: '0-100' }),
@@ -74,6 +76,28 @@ builder.objectFields(DeviceRef, (t) => ({
     },
     { name: 'RiskFactorEdge' },
   ),
+  topRiskFactors: t.loadableGroup({
+    type: RiskFactorRef,
+    description: `The ${TOP_FACTORS} heaviest factors still counting (as recorded), for fleet pages`,
+    load: async (ids: string[], context: GraphQLContext) => {
+      const rows = await context.em.getConnection().execute<{ seq: string }[]>(
+        `select seq from (
+           select seq, row_number() over (partition by device_ref order by contribution desc, seq desc) as rank
+             from risk_factor where device_ref in (?) and cleared_at is null) ranked
+         where rank <= ?`,
+        [ids, TOP_FACTORS],
+      );
+      return rows.length
+        ? context.em.find(
+            RiskFactor,
+            { seq: { $in: rows.map((row) => row.seq) } },
+            { orderBy: { contribution: 'desc', seq: 'desc' } },
+          )
+        : [];
+    },
+    group: (factor) => factor.deviceRef,
+    resolve: (device) => device.id,
+  }),
   riskHistory: t.field({
     type: [RiskHistoryEntryRef],
     description: `Score changes since the given time, oldest first (at most ${RISK_HISTORY_MAX})`,
