@@ -3,6 +3,7 @@ import { Migration20261123000000_platform } from './Migration20261123000000_plat
 import { Migration20261123010000_enrollment } from './Migration20261123010000_enrollment.js';
 import { Migration20261123020000_attestation } from './Migration20261123020000_attestation.js';
 import { Migration20261129000000_device_operations } from './Migration20261129000000_device_operations.js';
+import { Migration20261129010000_cases } from './Migration20261129010000_cases.js';
 import { Migration20261129060000_risk } from './Migration20261129060000_risk.js';
 
 /**
@@ -14,5 +15,6 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123010000_enrollment', class: Migration20261123010000_enrollment },
   { name: 'Migration20261123020000_attestation', class: Migration20261123020000_attestation },
   { name: 'Migration20261129000000_device_operations', class: Migration20261129000000_device_operations },
+  { name: 'Migration20261129010000_cases', class: Migration20261129010000_cases },
   { name: 'Migration20261129060000_risk', class: Migration20261129060000_risk },
 ];

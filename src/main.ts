@@ -81,7 +81,7 @@ export async function createServices(
         perAddress: config.enrollment.ottRatePerAddress,
       },
     };
-    const cases = new CaseService(audit, clock);
+    const cases = new CaseService(audit, transactions, clock);
     const crl = new CrlService(ca, clock);
     const enrollmentGroups = new EnrollmentGroupService(audit, transactions, clock);
     const attestationSettings = new AttestationSettingsService(audit, transactions, clock);

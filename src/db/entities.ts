@@ -3,6 +3,8 @@ import { AttestationResultSchema } from '../attestation/attestation-result.entit
 import { AttestationSettingsVersionSchema } from '../attestation/attestation-settings.entity.js';
 import { AttestationChallengeSchema } from '../attestation/challenge.entity.js';
 import { AuditEventSchema } from '../audit/audit-event.entity.js';
+import { CaseDeviceSchema } from '../cases/case-device.entity.js';
+import { CaseEventSchema } from '../cases/case-event.entity.js';
 import { CaseSchema } from '../cases/case.entity.js';
 import { CrlRecordSchema } from '../certificates/crl.entity.js';
 import { DeviceCertificateSchema } from '../certificates/device-certificate.entity.js';
@@ -24,6 +26,8 @@ export const entities = [
   EnrollmentTokenSchema,
   EnrollmentGroupSchema,
   CaseSchema,
+  CaseDeviceSchema,
+  CaseEventSchema,
   RateLimitWindowSchema,
   AttestationSettingsVersionSchema,
   AttestationChallengeSchema,

@@ -14,6 +14,24 @@ export interface AppEvents {
   'device.revoked': { deviceId: string; serials: string[] };
   /** A new policy bundle version for a device type: its devices are rescored in the background. */
   'policy.published': { deviceType: string; version: number };
+  /** An entry was added to a case's timeline (a note, a status change, evidence, ...). */
+  'case.event-recorded': CaseEventRecordedEvent;
+}
+
+export interface CaseEventRecordedEvent {
+  seq: string;
+  caseRef: string;
+  caseNumber: number;
+  kind: string;
+  actor: string;
+  at: string;
+  body: string | null;
+  payload: Record<string, unknown>;
+  /** The case as this entry left it, for subscribers' filters. */
+  caseStatus: string;
+  severity: string;
+  source: string;
+  deviceIds: string[];
 }
 
 export interface DeviceChangedEvent {

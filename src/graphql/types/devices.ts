@@ -2,7 +2,6 @@ import { clearAllDataLoaders } from '@pothos/plugin-dataloader';
 import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { filter, pipe } from 'graphql-yoga';
 import { actorOf } from '../../auth/token.service.js';
-import { Case } from '../../cases/case.entity.js';
 import { DeviceCertificate } from '../../certificates/device-certificate.entity.js';
 import {
   ATTESTATION_STATUSES,
@@ -34,7 +33,6 @@ import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { GraphQLError } from 'graphql';
 import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
-import { CaseRef } from './cases.js';
 import { CertificateRef, RevocationReasonEnum } from './certificates.js';
 
 const CURSOR_KIND = 'device';
@@ -120,14 +118,6 @@ DeviceRef.implement({
       load: (ids: string[], context: GraphQLContext) =>
         context.em.find(DeviceCertificate, { deviceRef: { $in: ids }, status: 'ACTIVE' }),
       sort: (certificate) => certificate.deviceRef,
-      resolve: (device) => device.id,
-    }),
-    cases: t.loadableGroup({
-      type: CaseRef,
-      description: 'Cases opened about the device, newest first',
-      load: (ids: string[], context: GraphQLContext) =>
-        context.em.find(Case, { deviceRef: { $in: ids } }, { orderBy: { number: 'desc' } }),
-      group: (record) => record.deviceRef ?? '',
       resolve: (device) => device.id,
     }),
   }),
