@@ -314,26 +314,28 @@ export class CaseService {
     });
   }
 
-  /** The linked devices of each case (row ids), primary device first then in link order. */
+  /**
+   * The linked devices of each case (row ids): the device it was opened about first, then in link
+   * order (device id among links of the same instant). Two statements for any number of cases.
+   */
   async devicesOfCases(em: EntityManager, caseRefs: readonly string[]): Promise<Device[][]> {
-    const links = await em.find(
-      CaseDevice,
-      { caseRef: { $in: [...caseRefs] } },
-      { orderBy: { linkedAt: 'asc', deviceRef: 'asc' } },
+    const links = await em.getConnection().execute<{ case_ref: string; device_ref: string }[]>(
+      `select l."case_ref", l."device_ref" from "case_device" l
+         join "case_record" c on c."id" = l."case_ref" join "device" d on d."id" = l."device_ref"
+        where l."case_ref" in (${caseRefs.map(() => '?').join(', ')})
+        order by (l."device_ref" = c."device_ref") is true desc, l."linked_at", d."device_id"`,
+      [...caseRefs],
     );
-    const devices = await em.find(Device, { id: { $in: [...new Set(links.map((link) => link.deviceRef))] } });
+    const devices = await em.find(Device, {
+      id: { $in: [...new Set(links.map((link) => link.device_ref))] },
+    });
     const byId = new Map(devices.map((device) => [device.id, device]));
     const deviceIdsOf = groupBy(
       links,
-      (link) => link.caseRef,
-      (link) => link.deviceRef,
+      (link) => link.case_ref,
+      (link) => link.device_ref,
     );
-    return caseRefs.map((ref) =>
-      (deviceIdsOf.get(ref) ?? []).flatMap((id) => {
-        const device = byId.get(id);
-        return device ? [device] : [];
-      }),
-    );
+    return caseRefs.map((ref) => (deviceIdsOf.get(ref) ?? []).map((id) => byId.get(id)!));
   }
 
   async casesByIds(em: EntityManager, ids: readonly string[]): Promise<Case[]> {

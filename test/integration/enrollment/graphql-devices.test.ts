@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createClient, type Client } from 'graphql-ws';
+import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import WebSocket from 'ws';
 import { encodeCursor } from '../../../src/graphql/cursor.js';
 import { openssl } from '../../support/openssl.js';
+import { LiveFeed, wsClient } from '../../support/live-feed.js';
 import { graphql, startTestService, type TestService } from '../../support/service.js';
 
 let service: TestService;
@@ -606,13 +606,7 @@ describe('revokeDevice and deviceEvents', () => {
   let client: Client;
 
   beforeAll(() => {
-    client = createClient({
-      url: service.app.urls.graphql.replace(/^http/, 'ws'),
-      webSocketImpl: WebSocket,
-      connectionParams: { authorization: `Bearer ${viewer}` },
-      retryAttempts: 0,
-      lazy: false,
-    });
+    client = wsClient(service.app.urls.graphql, viewer);
   });
 
   afterAll(async () => {
@@ -642,43 +636,33 @@ describe('revokeDevice and deviceEvents', () => {
     await register('live-probe', { site: 'live-site' });
     const probeCsr = await makeCsr('live-probe');
 
-    const received: Event[] = [];
-    const subscription = client.iterate<{ deviceEvents: Event }>({
-      query: `subscription ($filter: DeviceEventFilter) {
-        deviceEvents(filter: $filter) {
-          deviceId change attestationStatus enrollmentState previousAttestationStatus site actor reason occurredAt
-          device { enrollmentState currentCertificate { serial } certificates { status } }
+    const feed = new LiveFeed(
+      client,
+      {
+        query: `subscription ($filter: DeviceEventFilter) {
+          deviceEvents(filter: $filter) {
+            deviceId change attestationStatus enrollmentState previousAttestationStatus site actor reason occurredAt
+            device { enrollmentState currentCertificate { serial } certificates { status } }
+          }
+        }`,
+        variables: { filter: { site: 'live-site' } },
+      },
+      (data: { deviceEvents: Event }) => data.deviceEvents,
+    );
+    // Enroll the probe (revoking it and registering it again between attempts) until its event arrives.
+    await feed.untilLive(
+      (event) => event.deviceId === 'live-probe',
+      async (attempt) => {
+        if (attempt > 0) {
+          await ok(operator, REVOKE, { deviceId: 'live-probe', reason: 'probe cycle' });
+          await register('live-probe', { site: 'live-site' });
         }
-      }`,
-      variables: { filter: { site: 'live-site' } },
-    });
-    const waitFor = async (predicate: (event: Event) => boolean) => {
-      for (;;) {
-        const found = received.find(predicate);
-        if (found) return found;
-        const next = await subscription.next();
-        if (next.done) throw new Error('subscription ended');
-        expect(next.value.errors).toBeUndefined();
-        received.push(next.value.data!.deviceEvents);
-      }
-    };
-
-    // Subscribing has no acknowledgement: enroll the probe (and revoke it and register it again) until
-    // one of its events arrives, so the subscription is known to be live before the real test.
-    const live = waitFor((event) => event.deviceId === 'live-probe');
-    let arrived = false;
-    void live.then(() => (arrived = true));
-    for (let attempt = 0; attempt < 50 && !arrived; attempt++) {
-      await enroll('live-probe', probeCsr);
-      await Promise.race([live, new Promise((resolve) => setTimeout(resolve, 200))]);
-      if (arrived) break;
-      await ok(operator, REVOKE, { deviceId: 'live-probe', reason: 'probe cycle' });
-      await register('live-probe', { site: 'live-site' });
-    }
-    await live;
+        await enroll('live-probe', probeCsr);
+      },
+    );
 
     await ok(operator, APPROVE, { deviceId: 'live-target' });
-    const approval = await waitFor((event) => event.deviceId === 'live-target');
+    const approval = await feed.waitFor((event) => event.deviceId === 'live-target');
     expect(approval).toMatchObject({
       change: 'approved',
       previousAttestationStatus: 'PENDING',
@@ -700,7 +684,7 @@ describe('revokeDevice and deviceEvents', () => {
       data: { enrollmentState: 'REVOKED', attestationStatus: 'REVOKED', nextChallengeAt: null },
     });
 
-    const event = await waitFor(
+    const event = await feed.waitFor(
       (candidate) => candidate.deviceId === 'live-target' && candidate.change !== 'approved',
     );
     expect(event).toMatchObject({
@@ -715,8 +699,8 @@ describe('revokeDevice and deviceEvents', () => {
     });
     // The device is read afresh for each event, not from the first event's cache.
     // Events are delivered in commit order: the other site's revocation, committed first, was filtered out.
-    expect(received.filter((candidate) => candidate.deviceId === 'live-elsewhere')).toEqual([]);
-    await subscription.return?.();
+    expect(feed.received.filter((candidate) => candidate.deviceId === 'live-elsewhere')).toEqual([]);
+    await feed.close();
 
     const revoked = (await device('live-target'))!;
     expect(revoked.certificates).toEqual([
