@@ -55,7 +55,8 @@ export class Migration20261129010000_cases extends Migration {
     this.addSql(`
       insert into "case_event" ("case_ref", "kind", "actor", "at", "payload")
         select c."id", 'EVIDENCE', 'system:migration',
-               coalesce((item ->> 'at')::timestamptz, c."updated_at"), item - 'at'
+               coalesce((item ->> 'at')::timestamptz, c."updated_at"),
+               jsonb_build_object('severity', c."severity", 'evidence', item - 'at')
         from "case_record" c
         cross join lateral jsonb_array_elements(
           case when jsonb_typeof(c."evidence" -> 'appended') = 'array' then c."evidence" -> 'appended'
@@ -64,6 +65,8 @@ export class Migration20261129010000_cases extends Migration {
     this.addSql(
       `update "case_record" set "evidence" = "evidence" - 'appended' where "evidence" ? 'appended';`,
     );
+    // Cases closed before the column existed: their last change is the best record of the closing.
+    this.addSql(`update "case_record" set "closed_at" = "updated_at" where "status" = 'CLOSED';`);
     // Cases opened by racing instances before this index existed: the oldest (the one that received
     // appended evidence) stays open, the others are closed as its duplicates, with the reason on their
     // timeline, so that the index can be built.
