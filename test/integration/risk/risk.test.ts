@@ -287,12 +287,18 @@ describe('IOC hits', () => {
     const after = await riskOf(deviceId);
     expect(after.cases.filter((c) => c.source === 'RISK_CRITICAL')).toHaveLength(1);
     expect(after.riskFactors.totalCount).toBe(2);
-    const caseEvidence = await gql<{ device: { cases: Array<{ evidence: { appended?: unknown[] } }> } }>(
+    // The second hit's evidence is an entry of the case's timeline, after the opening one.
+    const caseEvidence = await gql<{
+      device: { cases: Array<{ timeline: { edges: Array<{ node: { kind: string } }> } }> };
+    }>(
       viewer,
-      `query C($id: String!) { device(deviceId: $id) { cases { evidence } } }`,
+      `query C($id: String!) { device(deviceId: $id) { cases { timeline { edges { node { kind } } } } } }`,
       { id: deviceId },
     );
-    expect(caseEvidence.device.cases[0]?.evidence.appended).toHaveLength(1);
+    expect(caseEvidence.device.cases[0]?.timeline.edges.map((edge) => edge.node.kind)).toEqual([
+      'OPENED',
+      'EVIDENCE',
+    ]);
 
     const audited = await em().find(AuditEvent, {
       action: 'risk.ioc-reported',
