@@ -4,6 +4,7 @@ import { Migration20261123010000_enrollment } from './Migration20261123010000_en
 import { Migration20261123020000_attestation } from './Migration20261123020000_attestation.js';
 import { Migration20261129000000_device_operations } from './Migration20261129000000_device_operations.js';
 import { Migration20261129010000_cases } from './Migration20261129010000_cases.js';
+import { Migration20261129020000_idempotency_keys } from './Migration20261129020000_idempotency_keys.js';
 import { Migration20261129060000_risk } from './Migration20261129060000_risk.js';
 
 /**
@@ -16,5 +17,6 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261123020000_attestation', class: Migration20261123020000_attestation },
   { name: 'Migration20261129000000_device_operations', class: Migration20261129000000_device_operations },
   { name: 'Migration20261129010000_cases', class: Migration20261129010000_cases },
+  { name: 'Migration20261129020000_idempotency_keys', class: Migration20261129020000_idempotency_keys },
   { name: 'Migration20261129060000_risk', class: Migration20261129060000_risk },
 ];

@@ -36,7 +36,11 @@ export interface App {
 export function buildApp(deps: AppDeps): App {
   const { config, services } = deps;
   const logger = services.logger;
-  const yoga = createGraphQLServer(services, { graphiql: config.graphiql, production: config.production });
+  const yoga = createGraphQLServer(services, {
+    graphiql: config.graphiql,
+    production: config.production,
+    graphql: config.graphql,
+  });
   const router = new Router();
   addHealthRoutes(router, healthChecks(deps), services.metrics);
   addDeviceRoutes(router, services);

@@ -54,6 +54,11 @@ const configSchema = z.object({
   FLEETPROOF_EST_REQUIRE_CHANNEL_BINDING: booleanFlag.default(false),
   FLEETPROOF_OTT_RATE_PER_DEVICE: z.coerce.number().int().positive().default(5),
   FLEETPROOF_OTT_RATE_PER_ADDRESS: z.coerce.number().int().positive().default(60),
+  /** Mutations a token may make per window (every instance counts against the same budget). */
+  FLEETPROOF_MUTATION_RATE_PER_TOKEN: z.coerce.number().int().positive().default(300),
+  FLEETPROOF_MUTATION_RATE_WINDOW_S: z.coerce.number().int().positive().max(86_400).default(60),
+  /** How long a mutation's idempotency key (and its kept response) lives. */
+  FLEETPROOF_IDEMPOTENCY_KEY_TTL_S: z.coerce.number().int().min(60).max(604_800).default(86_400),
   /** How often the attestation scheduler claims due devices and times out overdue challenges. */
   FLEETPROOF_SCHEDULER_TICK_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   /** How often the risk pass rescores devices (new policy bundles, decay). */
@@ -81,6 +86,10 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly schedulerTickMs: number;
   readonly risk: { readonly tickMs: number; readonly duplicateWindowMs: number };
+  readonly graphql: {
+    readonly mutationRateLimit: { readonly limit: number; readonly windowSeconds: number };
+    readonly idempotencyKeyTtlSeconds: number;
+  };
   readonly enrollment: {
     readonly certificateValidityDays: number;
     readonly requireChannelBinding: boolean;
@@ -135,6 +144,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     risk: {
       tickMs: raw.FLEETPROOF_RISK_TICK_MS,
       duplicateWindowMs: raw.FLEETPROOF_RISK_DUPLICATE_WINDOW_S * 1000,
+    },
+    graphql: {
+      mutationRateLimit: {
+        limit: raw.FLEETPROOF_MUTATION_RATE_PER_TOKEN,
+        windowSeconds: raw.FLEETPROOF_MUTATION_RATE_WINDOW_S,
+      },
+      idempotencyKeyTtlSeconds: raw.FLEETPROOF_IDEMPOTENCY_KEY_TTL_S,
     },
     enrollment: {
       certificateValidityDays: raw.FLEETPROOF_CERT_VALIDITY_DAYS,

@@ -21,6 +21,7 @@ import { EnrollmentGroupService } from './enrollment/enrollment-group.service.js
 import { EnrollmentService } from './enrollment/enrollment.service.js';
 import { DEFAULT_ENROLLMENT_SETTINGS, type EnrollmentSettings } from './enrollment/enrollment.settings.js';
 import { OttService } from './enrollment/ott.service.js';
+import { IdempotencyStore } from './idempotency/idempotency.store.js';
 import { RateLimiter } from './ratelimit/rate-limiter.js';
 import { PolicyBundleService } from './policy/policy-bundle.service.js';
 import { DEFAULT_RISK_SETTINGS, RiskService } from './risk/risk.service.js';
@@ -86,6 +87,7 @@ export async function createServices(
     const enrollmentGroups = new EnrollmentGroupService(audit, transactions, clock);
     const attestationSettings = new AttestationSettingsService(audit, transactions, clock);
     const policies = new PolicyBundleService(audit, transactions, clock);
+    const rateLimiter = new RateLimiter(clock);
     return {
       clock,
       logger,
@@ -94,10 +96,12 @@ export async function createServices(
       ca,
       pubsub,
       transactions,
+      rateLimiter,
+      idempotency: new IdempotencyStore(clock, config.graphql.idempotencyKeyTtlSeconds),
       audit,
       tokens: new TokenService(audit, transactions, clock),
       inventory: new InventoryService(audit, transactions, clock),
-      otts: new OttService(audit, transactions, new RateLimiter(clock), clock, enrollmentSettings),
+      otts: new OttService(audit, transactions, rateLimiter, clock, enrollmentSettings),
       enrollment: new EnrollmentService(ca, audit, transactions, clock, enrollmentSettings, enrollmentGroups),
       enrollmentGroups,
       lifecycle: new DeviceLifecycleService(audit, cases, crl, transactions, clock),

@@ -6,7 +6,9 @@ import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
 import { GraphQLError } from 'graphql';
 import { roleHasScope, type Scope } from '../auth/roles.js';
+import { RateLimitedError } from '../shared/errors.js';
 import type { GraphQLContext } from './context.js';
+import MutationGuardPlugin from './mutation-guard.js';
 import { decodeGlobalIDOrNothing, resolveVisibleNodes } from './nodes.js';
 
 interface FleetSchemaTypes {
@@ -26,7 +28,15 @@ type FleetBuilder = PothosSchemaTypes.SchemaBuilder<PothosSchemaTypes.ExtendDefa
 /** Setup only: each types/<feature>.ts owns its types and fields. */
 // Annotated because node resolution below refers back to the builder.
 export const builder: FleetBuilder = new SchemaBuilder<FleetSchemaTypes>({
-  plugins: [ScopeAuthPlugin, ErrorsPlugin, RelayPlugin, DataloaderPlugin, SimpleObjectsPlugin],
+  // Order matters: the mutation guard runs inside scope-auth and the errors plugin (see its comment).
+  plugins: [
+    ScopeAuthPlugin,
+    ErrorsPlugin,
+    RelayPlugin,
+    DataloaderPlugin,
+    SimpleObjectsPlugin,
+    MutationGuardPlugin,
+  ],
   scopeAuth: {
     authorizeOnSubscribe: true,
     authScopes: (context) => ({
@@ -39,7 +49,8 @@ export const builder: FleetBuilder = new SchemaBuilder<FleetSchemaTypes>({
     unauthorizedError: () =>
       new GraphQLError('Not authorized for this field', { extensions: { code: 'FORBIDDEN' } }),
   },
-  errors: { defaultTypes: [] },
+  // Every mutation can be rate limited, so every result union has the member.
+  errors: { defaultTypes: [RateLimitedError] },
   relay: {
     clientMutationId: 'optional',
     cursorType: 'String',

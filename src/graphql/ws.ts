@@ -14,6 +14,7 @@ const CONNECTION_INIT_TIMEOUT_MS = 5_000;
 
 interface ConnectionExtra extends Record<PropertyKey, unknown> {
   viewer?: Viewer;
+  credential?: string;
   recheck?: NodeJS.Timeout;
 }
 
@@ -56,6 +57,7 @@ export function attachGraphQLWebSocket(
           return false; // graphql-ws closes with 4403 Forbidden
         }
         ctx.extra.viewer = viewer;
+        ctx.extra.credential = token;
         // A revoked or expired token must not keep a live feed: re-check and close with 4403.
         ctx.extra.recheck = setInterval(() => {
           services.tokens
@@ -75,6 +77,7 @@ export function attachGraphQLWebSocket(
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           req: ctx.extra.request,
           viewer: ctx.extra.viewer,
+          credential: ctx.extra.credential,
           params: payload,
           request: new Request('http://localhost/graphql', { method: 'POST' }),
         }) as Enveloped;

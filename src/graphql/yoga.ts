@@ -5,7 +5,9 @@ import { GraphQLError } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { bearerFrom, type Viewer } from '../auth/token.service.js';
 import type { Services } from '../services.js';
+import type { Config } from '../config.js';
 import type { GraphQLContext } from './context.js';
+import { idempotencyPlugin } from './idempotency.js';
 import { operationLimitPlugins } from './limits.js';
 import { schema } from './schema.js';
 
@@ -14,6 +16,7 @@ export interface ServerContext {
   res?: ServerResponse;
   /** Set by the WebSocket transport, which authenticates once at connection_init. */
   viewer?: Viewer;
+  credential?: string;
 }
 
 export type FleetYoga = YogaServerInstance<ServerContext, GraphQLContext>;
@@ -26,7 +29,7 @@ export function unauthenticated(): GraphQLError {
 
 export function createGraphQLServer(
   services: Services,
-  options: { graphiql: boolean; production: boolean },
+  options: { graphiql: boolean; production: boolean; graphql: Config['graphql'] },
 ): FleetYoga {
   const logger = services.logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GraphQLContext>({
@@ -42,6 +45,7 @@ export function createGraphQLServer(
       // such check: its credential travels in connection_init, never with the upgrade.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       ...operationLimitPlugins({ production: options.production, introspection: options.graphiql }),
+      idempotencyPlugin(),
     ],
     logging: logger,
     maskedErrors: {
@@ -55,17 +59,21 @@ export function createGraphQLServer(
         return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR', correlationId } });
       },
     },
-    context: async ({ request, viewer: wsViewer }) => {
+    context: async ({ request, viewer: wsViewer, credential: wsCredential }) => {
       const em = services.database.orm.em.fork();
-      const viewer =
-        wsViewer ??
-        (await (async () => {
-          const token = bearerFrom(request.headers.get('authorization'));
-          return token ? services.tokens.authenticate(em, token) : null;
-        })());
+      const credential = wsCredential ?? bearerFrom(request.headers.get('authorization'));
+      const viewer = wsViewer ?? (credential ? await services.tokens.authenticate(em, credential) : null);
       // Nothing but this error for an unauthenticated caller: not even the schema's shape.
-      if (!viewer) throw unauthenticated();
-      return { em, viewer, services, requestId: request.headers.get('x-request-id') ?? randomUUID() };
+      if (!viewer || !credential) throw unauthenticated();
+      return {
+        em,
+        viewer,
+        credential,
+        services,
+        requestId: request.headers.get('x-request-id') ?? randomUUID(),
+        mutationRateLimit: options.graphql.mutationRateLimit,
+        mutationFailed: false,
+      };
     },
   });
 }

@@ -16,18 +16,40 @@ export interface Tx {
  * so no subscriber ever sees a change that was rolled back.
  */
 export class TransactionRunner {
+  private readonly enlisted = new WeakMap<EntityManager, (tx: Tx) => Promise<void>>();
+
   constructor(private readonly events: EventPublisher) {}
 
   async run<T>(em: EntityManager, work: (tx: Tx) => Promise<T>): Promise<T> {
     const pending: Array<() => void> = [];
-    const result = await em.transactional(async (transactional) =>
-      work({
+    const joined = this.enlisted.get(em);
+    const result = await em.transactional(async (transactional) => {
+      const tx: Tx = {
         em: transactional,
         emit: (topic, payload) =>
           pending.push(() => this.events.publish(topic, typeof payload === 'function' ? payload() : payload)),
-      }),
-    );
+      };
+      const value = await work(tx);
+      await joined?.(tx);
+      return value;
+    });
+    if (joined && this.enlisted.get(em) === joined) this.enlisted.delete(em);
     for (const publish of pending) publish();
     return result;
+  }
+
+  /**
+   * Joins `work` to the next transaction run on `em` that commits, as its last statements, so what
+   * it writes commits or rolls back with that transaction's own change; a transaction that rolls
+   * back passes it on to the next one. Only `em` itself qualifies, not its forks. Returns a function
+   * that withdraws it and tells whether it ever committed.
+   */
+  enlist(em: EntityManager, work: (tx: Tx) => Promise<void>): () => boolean {
+    this.enlisted.set(em, work);
+    return () => {
+      const pendingStill = this.enlisted.get(em) === work;
+      if (pendingStill) this.enlisted.delete(em);
+      return !pendingStill;
+    };
   }
 }

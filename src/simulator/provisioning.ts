@@ -136,13 +136,24 @@ export async function enroll(
   return leaf.toString('pem');
 }
 
-/** An operator approves the device through GraphQL. */
+/** An operator approves the device through GraphQL, waiting out the per-token mutation limit. */
 export async function approve(endpoints: Endpoints, token: string, deviceId: string): Promise<void> {
-  const { status, json } = await postJson(`${endpoints.http}/graphql`, token, {
-    query: 'mutation Approve($id: String!) { approveDevice(deviceId: $id) { __typename } }',
-    variables: { id: deviceId },
-  });
-  const typename = (json.data as { approveDevice?: { __typename: string } } | undefined)?.approveDevice
-    ?.__typename;
-  if (status !== 200 || typename !== 'MutationApproveDeviceSuccess') throw failure('approval', status, json);
+  for (;;) {
+    const { status, json } = await postJson(`${endpoints.http}/graphql`, token, {
+      query: `mutation Approve($id: String!) {
+        approveDevice(deviceId: $id) { __typename ... on RateLimited { retryAfterSeconds } } }`,
+      variables: { id: deviceId },
+    });
+    const result = (
+      json.data as { approveDevice?: { __typename: string; retryAfterSeconds?: number } } | undefined
+    )?.approveDevice;
+    if (status === 200 && result?.__typename === 'RateLimited') {
+      await new Promise((resolve) => setTimeout(resolve, (result.retryAfterSeconds ?? 1) * 1000));
+      continue;
+    }
+    if (status !== 200 || result?.__typename !== 'MutationApproveDeviceSuccess') {
+      throw failure('approval', status, json);
+    }
+    return;
+  }
 }

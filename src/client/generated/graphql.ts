@@ -244,6 +244,7 @@ export type UpdateAttestationSettingsMutationVariables = Exact<{
 export type UpdateAttestationSettingsMutation = { updateAttestationSettings:
     | { __typename: 'Forbidden', message: string }
     | { __typename: 'MutationUpdateAttestationSettingsSuccess', data: { version: number, nonceSize: number } }
+    | { __typename: 'RateLimited' }
     | { __typename: 'ValidationFailed', field: string, message: string }
    };
 
@@ -256,6 +257,7 @@ export type ChallengeDeviceMutation = { challengeDevice:
     | { __typename: 'DeviceNotFound', code: string, message: string }
     | { __typename: 'InvalidTransition', code: string, message: string }
     | { __typename: 'MutationChallengeDeviceSuccess', data: { challengeId: string } }
+    | { __typename: 'RateLimited', code: string, message: string }
    };
 
 export type AuditEventsQueryVariables = Exact<{
@@ -285,6 +287,8 @@ type CaseChangeRefusal_InvalidTransition_Fragment = { from: string, to: string, 
 
 type CaseChangeRefusal_NotFound_Fragment = { code: string, message: string };
 
+type CaseChangeRefusal_RateLimited_Fragment = { code: string, message: string };
+
 type CaseChangeRefusal_ValidationFailed_Fragment = { field: string, code: string, message: string };
 
 export type CaseChangeRefusalFragment =
@@ -294,6 +298,7 @@ export type CaseChangeRefusalFragment =
   | CaseChangeRefusal_Forbidden_Fragment
   | CaseChangeRefusal_InvalidTransition_Fragment
   | CaseChangeRefusal_NotFound_Fragment
+  | CaseChangeRefusal_RateLimited_Fragment
   | CaseChangeRefusal_ValidationFailed_Fragment
 ;
 
@@ -335,6 +340,7 @@ export type OpenCaseMutationVariables = Exact<{
 export type OpenCaseMutation = { openCase:
     | { __typename: 'DeviceNotFound', deviceId: string, code: string, message: string }
     | { __typename: 'MutationOpenCaseSuccess', data: { number: number, title: string, severity: CaseSeverity, status: CaseStatus, source: CaseSource, assignee: string | null, openedAt: string, updatedAt: string, closedAt: string | null, evidence: unknown, devices: Array<{ deviceId: string }> } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -348,6 +354,7 @@ export type AddCaseNoteMutation = { addCaseNote:
     | { __typename: 'CaseNotFound', number: number, code: string, message: string }
     | { __typename: 'InvalidTransition', from: string, to: string, code: string, message: string }
     | { __typename: 'MutationAddCaseNoteSuccess', data: { cursor: string, kind: CaseEventKind, actor: string, at: string, body: string | null, payload: unknown, attachment: { name: string, mediaType: string, size: number, content: unknown } | null } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -363,6 +370,7 @@ export type AttachToCaseMutation = { attachToCase:
     | { __typename: 'CaseNotFound', number: number, code: string, message: string }
     | { __typename: 'InvalidTransition', from: string, to: string, code: string, message: string }
     | { __typename: 'MutationAttachToCaseSuccess', data: { cursor: string, kind: CaseEventKind, actor: string, at: string, body: string | null, payload: unknown, attachment: { name: string, mediaType: string, size: number, content: unknown } | null } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -376,6 +384,7 @@ export type AssignCaseMutation = { assignCase:
     | { __typename: 'CaseNotFound', number: number, code: string, message: string }
     | { __typename: 'InvalidTransition', from: string, to: string, code: string, message: string }
     | { __typename: 'MutationAssignCaseSuccess', data: { number: number, title: string, severity: CaseSeverity, status: CaseStatus, source: CaseSource, assignee: string | null, openedAt: string, updatedAt: string, closedAt: string | null, evidence: unknown, devices: Array<{ deviceId: string }> } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -391,6 +400,7 @@ export type LinkDeviceToCaseMutation = { linkDeviceToCase:
     | { __typename: 'DeviceNotFound', deviceId: string, code: string, message: string }
     | { __typename: 'InvalidTransition', from: string, to: string, code: string, message: string }
     | { __typename: 'MutationLinkDeviceToCaseSuccess', data: { number: number, title: string, severity: CaseSeverity, status: CaseStatus, source: CaseSource, assignee: string | null, openedAt: string, updatedAt: string, closedAt: string | null, evidence: unknown, devices: Array<{ deviceId: string }> } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -406,6 +416,7 @@ export type SetCaseStatusMutation = { setCaseStatus:
     | { __typename: 'Conflict', code: string, message: string }
     | { __typename: 'InvalidTransition', from: string, to: string, code: string, message: string }
     | { __typename: 'MutationSetCaseStatusSuccess', data: { number: number, title: string, severity: CaseSeverity, status: CaseStatus, source: CaseSource, assignee: string | null, openedAt: string, updatedAt: string, closedAt: string | null, evidence: unknown, devices: Array<{ deviceId: string }> } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -446,6 +457,7 @@ export type RegisterDeviceMutationVariables = Exact<{
 export type RegisterDeviceMutation = { registerDevice:
     | { __typename: 'Conflict', code: string, message: string }
     | { __typename: 'MutationRegisterDeviceSuccess', data: { outcome: RegistrationOutcome, device: { id: string, deviceId: string, type: DeviceType, model: string | null, site: string | null, criticality: Criticality, attestationStatus: AttestationStatus, enrollmentState: EnrollmentState, cdiCommitment: string | null, expectedCdiCommitment: string | null, expectedSpkiSha256: string | null, goldenFirmwareHash: string | null, firmwareVersion: string | null, firmwareHash: string | null, registeredAt: string, updatedAt: string, nextChallengeAt: string | null } } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -456,6 +468,7 @@ export type ImportDeviceInventoryMutationVariables = Exact<{
 
 export type ImportDeviceInventoryMutation = { importDeviceInventory:
     | { __typename: 'MutationImportDeviceInventorySuccess', data: { total: number, created: number, updated: number, unchanged: number, reRegistered: number, failed: number, rows: Array<{ row: number, deviceId: string | null, outcome: RegistrationOutcome | null, field: string | null, message: string | null }> } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -467,6 +480,7 @@ export type IssueEnrollmentTokenMutationVariables = Exact<{
 export type IssueEnrollmentTokenMutation = { issueEnrollmentToken:
     | { __typename: 'Forbidden', code: string, message: string }
     | { __typename: 'MutationIssueEnrollmentTokenSuccess', data: { ott: string, expiresAt: string } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -480,6 +494,7 @@ export type ApproveDeviceMutation = { approveDevice:
     | { __typename: 'DeviceNotFound', deviceId: string, code: string, message: string }
     | { __typename: 'InvalidTransition', from: string, to: string, code: string, message: string }
     | { __typename: 'MutationApproveDeviceSuccess', data: { id: string, deviceId: string, type: DeviceType, model: string | null, site: string | null, criticality: Criticality, attestationStatus: AttestationStatus, enrollmentState: EnrollmentState, cdiCommitment: string | null, expectedCdiCommitment: string | null, expectedSpkiSha256: string | null, goldenFirmwareHash: string | null, firmwareVersion: string | null, firmwareHash: string | null, registeredAt: string, updatedAt: string, nextChallengeAt: string | null } }
+    | { __typename: 'RateLimited', code: string, message: string }
    };
 
 export type RejectDeviceMutationVariables = Exact<{
@@ -493,6 +508,7 @@ export type RejectDeviceMutation = { rejectDevice:
     | { __typename: 'DeviceNotFound', deviceId: string, code: string, message: string }
     | { __typename: 'InvalidTransition', from: string, to: string, code: string, message: string }
     | { __typename: 'MutationRejectDeviceSuccess', data: { id: string, deviceId: string, type: DeviceType, model: string | null, site: string | null, criticality: Criticality, attestationStatus: AttestationStatus, enrollmentState: EnrollmentState, cdiCommitment: string | null, expectedCdiCommitment: string | null, expectedSpkiSha256: string | null, goldenFirmwareHash: string | null, firmwareVersion: string | null, firmwareHash: string | null, registeredAt: string, updatedAt: string, nextChallengeAt: string | null } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -508,6 +524,7 @@ export type RevokeDeviceMutation = { revokeDevice:
     | { __typename: 'DeviceNotFound', deviceId: string, code: string, message: string }
     | { __typename: 'InvalidTransition', from: string, to: string, code: string, message: string }
     | { __typename: 'MutationRevokeDeviceSuccess', data: { id: string, deviceId: string, type: DeviceType, model: string | null, site: string | null, criticality: Criticality, attestationStatus: AttestationStatus, enrollmentState: EnrollmentState, cdiCommitment: string | null, expectedCdiCommitment: string | null, expectedSpkiSha256: string | null, goldenFirmwareHash: string | null, firmwareVersion: string | null, firmwareHash: string | null, registeredAt: string, updatedAt: string, nextChallengeAt: string | null } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', field: string, code: string, message: string }
    };
 
@@ -537,6 +554,7 @@ export type CreateApiTokenMutationVariables = Exact<{
 
 export type CreateApiTokenMutation = { createApiToken:
     | { __typename: 'MutationCreateApiTokenSuccess', data: { token: string, apiToken: { id: string, name: string, role: Role } } }
+    | { __typename: 'RateLimited', code: string, message: string }
     | { __typename: 'ValidationFailed', code: string, message: string }
    };
 
@@ -548,6 +566,7 @@ export type RevokeApiTokenMutationVariables = Exact<{
 export type RevokeApiTokenMutation = { revokeApiToken:
     | { __typename: 'MutationRevokeApiTokenSuccess', data: { id: string, revokedAt: string | null } }
     | { __typename: 'NotFound', code: string, message: string }
+    | { __typename: 'RateLimited', code: string, message: string }
    };
 
 export const CaseFieldsFragmentDoc = {"kind":"Document","definitions":[{"kind":"FragmentDefinition","name":{"kind":"Name","value":"CaseFields"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"Case"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"number"}},{"kind":"Field","name":{"kind":"Name","value":"title"}},{"kind":"Field","name":{"kind":"Name","value":"severity"}},{"kind":"Field","name":{"kind":"Name","value":"status"}},{"kind":"Field","name":{"kind":"Name","value":"source"}},{"kind":"Field","name":{"kind":"Name","value":"assignee"}},{"kind":"Field","name":{"kind":"Name","value":"openedAt"}},{"kind":"Field","name":{"kind":"Name","value":"updatedAt"}},{"kind":"Field","name":{"kind":"Name","value":"closedAt"}},{"kind":"Field","name":{"kind":"Name","value":"evidence"}},{"kind":"Field","name":{"kind":"Name","value":"devices"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"deviceId"}}]}}]}}]} as unknown as DocumentNode<CaseFieldsFragment, unknown>;

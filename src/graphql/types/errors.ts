@@ -4,6 +4,7 @@ import {
   ForbiddenError,
   InvalidTransitionError,
   NotFoundError,
+  RateLimitedError,
   ValidationError,
   type DomainError,
 } from '../../shared/errors.js';
@@ -56,4 +57,12 @@ builder.objectType(InvalidTransitionError, {
   interfaces: [ErrorInterface],
   isTypeOf: (value) => value instanceof InvalidTransitionError,
   fields: (t) => ({ from: t.exposeString('from'), to: t.exposeString('to') }),
+});
+
+builder.objectType(RateLimitedError, {
+  name: 'RateLimited',
+  description: "Too many mutations for the caller's token; nothing was done",
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof RateLimitedError,
+  fields: (t) => ({ retryAfterSeconds: t.exposeInt('retryAfterSeconds') }),
 });
