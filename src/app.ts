@@ -39,7 +39,10 @@ export function buildApp(deps: AppDeps): App {
   const yoga = createGraphQLServer(services, {
     graphiql: config.graphiql,
     production: config.production,
-    graphql: config.graphql,
+    graphql: {
+      mutationRateLimit: config.graphql.mutationRateLimit,
+      subscriptionBuffer: config.graphql.subscriptionBuffer,
+    },
   });
   const router = new Router();
   addHealthRoutes(router, healthChecks(deps), services.metrics);

@@ -57,6 +57,8 @@ const configSchema = z.object({
   /** Mutations a token may make per window (every instance counts against the same budget). */
   FLEETPROOF_MUTATION_RATE_PER_TOKEN: z.coerce.number().int().positive().default(300),
   FLEETPROOF_MUTATION_RATE_WINDOW_S: z.coerce.number().int().positive().max(86_400).default(60),
+  /** Items held for a subscriber that is not reading before its events are dropped (and it is told). */
+  FLEETPROOF_SUBSCRIPTION_BUFFER: z.coerce.number().int().min(2).max(100_000).default(256),
   /** How long a mutation's idempotency key (and its kept response) lives. */
   FLEETPROOF_IDEMPOTENCY_KEY_TTL_S: z.coerce.number().int().min(60).max(604_800).default(86_400),
   /** How often the attestation scheduler claims due devices and times out overdue challenges. */
@@ -89,6 +91,7 @@ export interface Config {
   readonly graphql: {
     readonly mutationRateLimit: { readonly limit: number; readonly windowSeconds: number };
     readonly idempotencyKeyTtlSeconds: number;
+    readonly subscriptionBuffer: number;
   };
   readonly enrollment: {
     readonly certificateValidityDays: number;
@@ -151,6 +154,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         windowSeconds: raw.FLEETPROOF_MUTATION_RATE_WINDOW_S,
       },
       idempotencyKeyTtlSeconds: raw.FLEETPROOF_IDEMPOTENCY_KEY_TTL_S,
+      subscriptionBuffer: raw.FLEETPROOF_SUBSCRIPTION_BUFFER,
     },
     enrollment: {
       certificateValidityDays: raw.FLEETPROOF_CERT_VALIDITY_DAYS,

@@ -27,7 +27,7 @@ export class MutationGuardPlugin<Types extends SchemaTypes> extends BasePlugin<T
           await context.services.rateLimiter.hit(
             context.em,
             `graphql-mutation:${context.viewer.tokenId}`,
-            context.mutationRateLimit,
+            context.limits.mutationRateLimit,
           );
         } catch (error) {
           if (typed || !(error instanceof RateLimitedError)) throw error;

@@ -5,8 +5,7 @@ import { GraphQLError } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { bearerFrom, type Viewer } from '../auth/token.service.js';
 import type { Services } from '../services.js';
-import type { Config } from '../config.js';
-import type { GraphQLContext } from './context.js';
+import type { GraphQLContext, GraphQLLimits } from './context.js';
 import { idempotencyPlugin } from './idempotency.js';
 import { operationLimitPlugins } from './limits.js';
 import { schema } from './schema.js';
@@ -29,7 +28,7 @@ export function unauthenticated(): GraphQLError {
 
 export function createGraphQLServer(
   services: Services,
-  options: { graphiql: boolean; production: boolean; graphql: Config['graphql'] },
+  options: { graphiql: boolean; production: boolean; graphql: GraphQLLimits },
 ): FleetYoga {
   const logger = services.logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GraphQLContext>({
@@ -71,7 +70,7 @@ export function createGraphQLServer(
         credential,
         services,
         requestId: request.headers.get('x-request-id') ?? randomUUID(),
-        mutationRateLimit: options.graphql.mutationRateLimit,
+        limits: options.graphql,
         mutationFailed: false,
       };
     },

@@ -85,6 +85,18 @@ export function createMetrics() {
       help: 'Devices still scored by an older policy bundle than their type current one',
       registers: [registry],
     }),
+    subscriptionOverflows: new Counter({
+      name: 'fleetproof_graphql_subscription_overflows_total',
+      help: 'Times a subscriber fell a whole buffer behind and was sent a MissedEvents marker, by subscription',
+      labelNames: ['subscription'] as const,
+      registers: [registry],
+    }),
+    subscriptionDroppedEvents: new Counter({
+      name: 'fleetproof_graphql_subscription_dropped_events_total',
+      help: 'Events dropped for subscribers that fell behind (each gap is marked to them), by subscription',
+      labelNames: ['subscription'] as const,
+      registers: [registry],
+    }),
     componentUp: new Gauge({
       name: 'fleetproof_component_up',
       help: 'Whether a component (database, mqtt, ca) is healthy (1) or not (0)',

@@ -143,13 +143,20 @@ function watchResults(options: SimulateOptions, ourIds: Set<string>, tally: Tall
     connectionParams: { authorization: `Bearer ${options.operatorToken}` },
   });
   const events = client.iterate<{
-    attestationEvents: { outcome: string; reasons: string[]; device: { deviceId: string } };
+    attestationEvents:
+      | { __typename: 'AttestationResult'; outcome: string; reasons: string[]; device: { deviceId: string } }
+      | { __typename: 'MissedEvents'; dropped: number };
   }>({
-    query: 'subscription { attestationEvents { outcome reasons device { deviceId } } }',
+    query: `subscription { attestationEvents { __typename
+      ... on AttestationResult { outcome reasons device { deviceId } } ... on MissedEvents { dropped } } }`,
   });
   void (async () => {
     for await (const event of events) {
       const result = event.data?.attestationEvents;
+      if (result?.__typename === 'MissedEvents') {
+        tally.outcomes.set('MISSED', (tally.outcomes.get('MISSED') ?? 0) + result.dropped);
+        continue;
+      }
       if (!result || !ourIds.has(result.device.deviceId)) continue;
       const key = result.outcome === 'FAIL' ? `FAIL(${result.reasons.join('+')})` : result.outcome;
       tally.outcomes.set(key, (tally.outcomes.get(key) ?? 0) + 1);

@@ -25,6 +25,7 @@ import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
 import { seqPage } from '../seq-page.js';
 import { AttestationStatusEnum, DeviceRef } from './devices.js';
+import { MissedEvents, feedUnion, subscriberFeed } from './feeds.js';
 
 const CURSOR_KIND = 'attestation';
 
@@ -151,25 +152,32 @@ const EventFilterInput = builder.inputType('AttestationEventFilter', {
 
 builder.subscriptionField('attestationEvents', (t) =>
   t.field({
-    type: AttestationResultRef,
+    type: feedUnion('AttestationFeedEvent', AttestationResultRef),
     authScopes: { viewer: true },
-    description: 'Each attestation result as it is decided, filtered on the server',
+    description:
+      'Each attestation result as it is decided, filtered on the server; its cursor resumes attestationResults',
     args: { filter: t.arg({ type: EventFilterInput }) },
     subscribe: (_root, args, context) =>
-      pipe(
-        context.services.pubsub.subscribe('attestation.decided'),
-        filter(
-          (event: AttestationDecidedEvent) =>
-            (!args.filter?.deviceId || event.deviceId === args.filter.deviceId) &&
-            (!args.filter?.site || event.siteId === args.filter.site) &&
-            (!args.filter?.outcome?.length || args.filter.outcome.includes(event.outcome)),
+      subscriberFeed(
+        context,
+        'attestationEvents',
+        pipe(
+          context.services.pubsub.subscribe('attestation.decided'),
+          filter(
+            (event: AttestationDecidedEvent) =>
+              (!args.filter?.deviceId || event.deviceId === args.filter.deviceId) &&
+              (!args.filter?.site || event.siteId === args.filter.site) &&
+              (!args.filter?.outcome?.length || args.filter.outcome.includes(event.outcome)),
+          ),
         ),
+        (event) => encodeCursor(CURSOR_KIND, event.seq),
       ),
-    resolve: (event: AttestationDecidedEvent, _args, context) => {
+    resolve: (item: AttestationDecidedEvent | MissedEvents, _args, context) => {
+      if (item instanceof MissedEvents) return item;
       // One context lives as long as the subscription: read related rows afresh for each event.
       context.em.clear();
       clearAllDataLoaders(context);
-      return { ...event, reasons: event.reasons as ResultShape['reasons'] };
+      return { ...item, reasons: item.reasons as ResultShape['reasons'] };
     },
   }),
 );

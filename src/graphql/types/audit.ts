@@ -4,6 +4,7 @@ import { builder } from '../builder.js';
 import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
 import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
+import { feedUnion, subscriberFeed } from './feeds.js';
 
 const CURSOR_KIND = 'audit';
 
@@ -63,10 +64,13 @@ builder.queryField('auditEvents', (t) =>
 
 builder.subscriptionField('auditEvents', (t) =>
   t.field({
-    type: AuditEventRef,
+    type: feedUnion('AuditFeedEvent', AuditEventRef),
     authScopes: { admin: true },
-    description: 'Each audit event as it is committed',
-    subscribe: (_root, _args, context) => context.services.pubsub.subscribe('audit.recorded'),
-    resolve: (event) => event,
+    description: 'Each audit event as it is committed; its cursor resumes the auditEvents query',
+    subscribe: (_root, _args, context) =>
+      subscriberFeed(context, 'auditEvents', context.services.pubsub.subscribe('audit.recorded'), (event) =>
+        encodeCursor(CURSOR_KIND, event.seq),
+      ),
+    resolve: (item) => item,
   }),
 );

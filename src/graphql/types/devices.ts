@@ -34,6 +34,7 @@ import type { GraphQLContext } from '../context.js';
 import { GraphQLError } from 'graphql';
 import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
 import { CertificateRef, RevocationReasonEnum } from './certificates.js';
+import { MissedEvents, feedUnion, subscriberFeed } from './feeds.js';
 
 const CURSOR_KIND = 'device';
 
@@ -556,20 +557,27 @@ export const DeviceEventRef = builder.objectRef<DeviceChangedEvent>('DeviceEvent
 
 builder.subscriptionField('deviceEvents', (t) =>
   t.field({
-    type: DeviceEventRef,
+    type: feedUnion('DeviceFeedEvent', DeviceEventRef),
     authScopes: { viewer: true },
     description: 'Device changes as they commit, filtered on the server',
     args: { filter: t.arg({ type: DeviceEventFilterInput }) },
     subscribe: (_root, args, context) =>
-      pipe(
-        context.services.pubsub.subscribe('device.changed'),
-        filter((event: DeviceChangedEvent) => matches(event, args.filter)),
+      subscriberFeed(
+        context,
+        'deviceEvents',
+        pipe(
+          context.services.pubsub.subscribe('device.changed'),
+          filter((event: DeviceChangedEvent) => matches(event, args.filter)),
+        ),
+        // Device changes have no query cursor: after a gap, the subscriber re-reads its devices.
+        () => null,
       ),
-    resolve: (event, _args, context) => {
+    resolve: (item: DeviceChangedEvent | MissedEvents, _args, context) => {
+      if (item instanceof MissedEvents) return item;
       // One subscription keeps one context for its whole life: read each event's rows afresh.
       context.em.clear();
       clearAllDataLoaders(context);
-      return event;
+      return item;
     },
   }),
 );

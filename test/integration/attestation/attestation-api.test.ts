@@ -138,7 +138,8 @@ describe('attestation results in GraphQL', () => {
           device: { deviceId: string };
         };
       }>({
-        query: `subscription { attestationEvents(filter: { deviceId: "${device.deviceId}" }) { cursor outcome challengeId device { deviceId } } }`,
+        query: `subscription { attestationEvents(filter: { deviceId: "${device.deviceId}" }) {
+          ... on AttestationResult { cursor outcome challengeId device { deviceId } } } }`,
       });
       const firstEvent = events.next();
       await new Promise((resolve) => setTimeout(resolve, 300)); // let the subscription register

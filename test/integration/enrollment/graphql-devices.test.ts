@@ -641,8 +641,10 @@ describe('revokeDevice and deviceEvents', () => {
       {
         query: `subscription ($filter: DeviceEventFilter) {
           deviceEvents(filter: $filter) {
-            deviceId change attestationStatus enrollmentState previousAttestationStatus site actor reason occurredAt
-            device { enrollmentState currentCertificate { serial } certificates { status } }
+            ... on DeviceEvent {
+              deviceId change attestationStatus enrollmentState previousAttestationStatus site actor reason occurredAt
+              device { enrollmentState currentCertificate { serial } certificates { status } }
+            }
           }
         }`,
         variables: { filter: { site: 'live-site' } },

@@ -82,7 +82,9 @@ describe('GraphQL subscriptions over SSE', () => {
         accept: 'text/event-stream',
         authorization: `Bearer ${admin}`,
       },
-      body: JSON.stringify({ query: 'subscription { auditEvents { action subject } }' }),
+      body: JSON.stringify({
+        query: 'subscription { auditEvents { ... on AuditEvent { action subject } } }',
+      }),
       signal: controller.signal,
     });
     expect(response.status).toBe(200);
@@ -104,7 +106,7 @@ describe('GraphQL subscriptions over SSE', () => {
     const anonymous = await fetch(service.app.urls.graphql, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-      body: JSON.stringify({ query: 'subscription { auditEvents { action } }' }),
+      body: JSON.stringify({ query: 'subscription { auditEvents { __typename } }' }),
     });
     expect(await anonymous.text()).toContain('UNAUTHENTICATED');
   });
