@@ -20,6 +20,7 @@ import type { GraphQLContext } from '../context.js';
 import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
 import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
+import { MissedEvents, feedUnion, subscriberFeed } from './feeds.js';
 import { DeviceRef } from './devices.js';
 import { ErrorInterface } from './errors.js';
 
@@ -369,20 +370,27 @@ function matches(event: CaseEventRecordedEvent, wanted: CaseEventFilterArgs | nu
 
 builder.subscriptionField('caseEvents', (t) =>
   t.field({
-    type: CaseEventRef,
+    type: feedUnion('CaseFeedEvent', CaseEventRef),
     authScopes: { viewer: true },
     description: 'Timeline entries of cases as they commit, filtered on the server',
     args: { filter: t.arg({ type: CaseEventFilterInput }) },
     subscribe: (_root, args, context) =>
-      pipe(
-        context.services.pubsub.subscribe('case.event-recorded'),
-        filter((event: CaseEventRecordedEvent) => matches(event, args.filter)),
+      subscriberFeed(
+        context,
+        'caseEvents',
+        pipe(
+          context.services.pubsub.subscribe('case.event-recorded'),
+          filter((event: CaseEventRecordedEvent) => matches(event, args.filter)),
+        ),
+        // Timelines are per case: after a gap, the subscriber re-reads the cases it follows.
+        () => null,
       ),
-    resolve: (event: CaseEventRecordedEvent, _args, context) => {
+    resolve: (item: CaseEventRecordedEvent | MissedEvents, _args, context) => {
+      if (item instanceof MissedEvents) return item;
       // One subscription keeps one context for its whole life: read each event's rows afresh.
       context.em.clear();
       clearAllDataLoaders(context);
-      return event;
+      return item;
     },
   }),
 );

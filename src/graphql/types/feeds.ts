@@ -13,7 +13,7 @@ const MissedEventsRef = builder.objectType(MissedEvents, {
     after: t.exposeString('cursor', {
       nullable: true,
       description:
-        'The cursor of the last event delivered before the gap: pass it as `after` to attestationResults or auditEvents (with the same filter). Null on deviceEvents: re-read the devices.',
+        'The cursor of the last event delivered before the gap: pass it as `after` to attestationResults or auditEvents (with the same filter). Null on deviceEvents and caseEvents: re-read the devices or cases followed.',
     }),
     dropped: t.exposeInt('dropped', { description: 'Events dropped in this gap' }),
   }),

@@ -619,7 +619,11 @@ describe('caseEvents subscription', () => {
     const feed = new LiveFeed(
       client,
       { query: print(CaseEventsLiveDocument), variables: { filter: { deviceId: device.deviceId } } },
-      (data: CaseEventsLiveSubscription) => data.caseEvents,
+      ({ caseEvents: item }: CaseEventsLiveSubscription) => {
+        if (item.__typename !== 'CaseEvent')
+          throw new Error(`a reading subscriber missed ${item.dropped} events`);
+        return item;
+      },
     );
     await feed.untilLive(
       (event) => event.body?.startsWith('probe') ?? false,
