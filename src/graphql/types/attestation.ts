@@ -1,6 +1,4 @@
-import { clearAllDataLoaders } from '@pothos/plugin-dataloader';
 import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
-import { filter, pipe } from 'graphql-yoga';
 import {
   AttestationResult,
   FAILURE_REASONS,
@@ -17,7 +15,6 @@ import {
   InvalidTransitionError,
   ValidationError,
 } from '../../shared/errors.js';
-import type { AttestationDecidedEvent } from '../../shared/events.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { encodeCursor } from '../cursor.js';
@@ -25,7 +22,7 @@ import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
 import { seqPage } from '../seq-page.js';
 import { AttestationStatusEnum, DeviceRef } from './devices.js';
-import { MissedEvents, feedUnion, subscriberFeed } from './feeds.js';
+import { MissedEvents, feedUnion, freshItem, subscriberFeed } from './feeds.js';
 
 const CURSOR_KIND = 'attestation';
 
@@ -161,23 +158,18 @@ builder.subscriptionField('attestationEvents', (t) =>
       subscriberFeed(
         context,
         'attestationEvents',
-        pipe(
-          context.services.pubsub.subscribe('attestation.decided'),
-          filter(
-            (event: AttestationDecidedEvent) =>
-              (!args.filter?.deviceId || event.deviceId === args.filter.deviceId) &&
-              (!args.filter?.site || event.siteId === args.filter.site) &&
-              (!args.filter?.outcome?.length || args.filter.outcome.includes(event.outcome)),
-          ),
-        ),
+        'attestation.decided',
+        (event) =>
+          (!args.filter?.deviceId || event.deviceId === args.filter.deviceId) &&
+          (!args.filter?.site || event.siteId === args.filter.site) &&
+          (!args.filter?.outcome?.length || args.filter.outcome.includes(event.outcome)),
         (event) => encodeCursor(CURSOR_KIND, event.seq),
       ),
-    resolve: (item: AttestationDecidedEvent | MissedEvents, _args, context) => {
-      if (item instanceof MissedEvents) return item;
-      // One context lives as long as the subscription: read related rows afresh for each event.
-      context.em.clear();
-      clearAllDataLoaders(context);
-      return { ...item, reasons: item.reasons as ResultShape['reasons'] };
+    resolve: (item, _args, context) => {
+      const fresh = freshItem(item, context);
+      return fresh instanceof MissedEvents
+        ? fresh
+        : { ...fresh, reasons: fresh.reasons as ResultShape['reasons'] };
     },
   }),
 );

@@ -68,8 +68,12 @@ builder.subscriptionField('auditEvents', (t) =>
     authScopes: { admin: true },
     description: 'Each audit event as it is committed; its cursor resumes the auditEvents query',
     subscribe: (_root, _args, context) =>
-      subscriberFeed(context, 'auditEvents', context.services.pubsub.subscribe('audit.recorded'), (event) =>
-        encodeCursor(CURSOR_KIND, event.seq),
+      subscriberFeed(
+        context,
+        'auditEvents',
+        'audit.recorded',
+        () => true,
+        (event) => encodeCursor(CURSOR_KIND, event.seq),
       ),
     resolve: (item) => item,
   }),

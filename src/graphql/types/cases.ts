@@ -1,7 +1,5 @@
-import { clearAllDataLoaders } from '@pothos/plugin-dataloader';
 import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { GraphQLError } from 'graphql';
-import { filter, pipe } from 'graphql-yoga';
 import { actorOf } from '../../auth/token.service.js';
 import { CASE_EVENT_KINDS, type CaseEventKind } from '../../cases/case-event.entity.js';
 import { CASE_SEVERITIES, CASE_SOURCES, CASE_STATUSES, Case } from '../../cases/case.entity.js';
@@ -20,7 +18,7 @@ import type { GraphQLContext } from '../context.js';
 import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
 import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
-import { MissedEvents, feedUnion, subscriberFeed } from './feeds.js';
+import { feedUnion, freshItem, subscriberFeed } from './feeds.js';
 import { DeviceRef } from './devices.js';
 import { ErrorInterface } from './errors.js';
 
@@ -378,19 +376,11 @@ builder.subscriptionField('caseEvents', (t) =>
       subscriberFeed(
         context,
         'caseEvents',
-        pipe(
-          context.services.pubsub.subscribe('case.event-recorded'),
-          filter((event: CaseEventRecordedEvent) => matches(event, args.filter)),
-        ),
+        'case.event-recorded',
+        (event) => matches(event, args.filter),
         // Timelines are per case: after a gap, the subscriber re-reads the cases it follows.
         () => null,
       ),
-    resolve: (item: CaseEventRecordedEvent | MissedEvents, _args, context) => {
-      if (item instanceof MissedEvents) return item;
-      // One subscription keeps one context for its whole life: read each event's rows afresh.
-      context.em.clear();
-      clearAllDataLoaders(context);
-      return item;
-    },
+    resolve: (item, _args, context) => freshItem(item, context),
   }),
 );

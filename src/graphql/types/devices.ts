@@ -1,6 +1,4 @@
-import { clearAllDataLoaders } from '@pothos/plugin-dataloader';
 import { resolveCursorConnection } from '@pothos/plugin-relay';
-import { filter, pipe } from 'graphql-yoga';
 import { actorOf } from '../../auth/token.service.js';
 import { DeviceCertificate } from '../../certificates/device-certificate.entity.js';
 import {
@@ -34,7 +32,7 @@ import type { GraphQLContext } from '../context.js';
 import { GraphQLError } from 'graphql';
 import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
 import { CertificateRef, RevocationReasonEnum } from './certificates.js';
-import { MissedEvents, feedUnion, subscriberFeed } from './feeds.js';
+import { feedUnion, freshItem, subscriberFeed } from './feeds.js';
 
 const CURSOR_KIND = 'device';
 
@@ -565,19 +563,11 @@ builder.subscriptionField('deviceEvents', (t) =>
       subscriberFeed(
         context,
         'deviceEvents',
-        pipe(
-          context.services.pubsub.subscribe('device.changed'),
-          filter((event: DeviceChangedEvent) => matches(event, args.filter)),
-        ),
+        'device.changed',
+        (event) => matches(event, args.filter),
         // Device changes have no query cursor: after a gap, the subscriber re-reads its devices.
         () => null,
       ),
-    resolve: (item: DeviceChangedEvent | MissedEvents, _args, context) => {
-      if (item instanceof MissedEvents) return item;
-      // One subscription keeps one context for its whole life: read each event's rows afresh.
-      context.em.clear();
-      clearAllDataLoaders(context);
-      return item;
-    },
+    resolve: (item, _args, context) => freshItem(item, context),
   }),
 );

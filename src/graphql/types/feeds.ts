@@ -1,4 +1,7 @@
 import type { ObjectRef } from '@pothos/core';
+import { clearAllDataLoaders } from '@pothos/plugin-dataloader';
+import { filter, pipe } from 'graphql-yoga';
+import type { AppEvents } from '../../shared/events.js';
 import type { GraphQLContext } from '../context.js';
 import { builder } from '../builder.js';
 import { MissedEvents, boundedFeed } from '../subscription-feed.js';
@@ -27,18 +30,35 @@ export function feedUnion<T>(name: string, event: ObjectRef<typeof builder.$infe
   });
 }
 
-/** What every subscription hands graphql-ws and SSE: its events through a bounded, metered buffer. */
-export function subscriberFeed<T extends object>(
+/**
+ * What every subscription hands graphql-ws and SSE: the events of one topic of the bus that pass
+ * its filter (applied here, on the server), through a bounded, metered buffer of its own.
+ */
+export function subscriberFeed<K extends keyof AppEvents>(
   context: GraphQLContext,
   subscription: string,
-  source: AsyncIterable<T>,
-  cursorOf: (event: T) => string | null,
-): AsyncIterable<T | MissedEvents> {
-  const { metrics } = context.services;
-  return boundedFeed(source, {
+  topic: K,
+  wanted: (event: AppEvents[K]) => boolean,
+  cursorOf: (event: AppEvents[K]) => string | null,
+): AsyncIterable<AppEvents[K] | MissedEvents> {
+  const { metrics, pubsub } = context.services;
+  // The bus's own typing of a topic's payload is looser than AppEvents; the map is the contract.
+  const events = pubsub.subscribe(topic) as AsyncIterable<AppEvents[K]>;
+  return boundedFeed(pipe(events, filter(wanted)), {
     capacity: context.limits.subscriptionBuffer,
     cursorOf,
     onOverflow: () => metrics.subscriptionOverflows.inc({ subscription }),
     onDrop: () => metrics.subscriptionDroppedEvents.inc({ subscription }),
   });
+}
+
+/**
+ * A feed item as resolvers see it. One subscription keeps one context for its whole life, so the
+ * rows an event leads to are read afresh for each event, not from the first one's identity map.
+ */
+export function freshItem<T>(item: T | MissedEvents, context: GraphQLContext): T | MissedEvents {
+  if (item instanceof MissedEvents) return item;
+  context.em.clear();
+  clearAllDataLoaders(context);
+  return item;
 }
