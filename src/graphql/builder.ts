@@ -11,7 +11,7 @@ import type { GraphQLContext } from './context.js';
 import MutationGuardPlugin from './mutation-guard.js';
 import { decodeGlobalIDOrNothing, resolveVisibleNodes } from './nodes.js';
 
-interface FleetSchemaTypes {
+export interface FleetSchemaTypes {
   Context: GraphQLContext;
   AuthScopes: Record<Scope, boolean>;
   Scalars: {
