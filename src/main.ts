@@ -115,6 +115,7 @@ export async function createServices(
         [new DiceEvidenceVerifier(ca)],
         audit,
         cases,
+        policies,
         transactions,
         clock,
         metrics,

@@ -7,6 +7,8 @@ import { DeviceCertificate } from '../certificates/device-certificate.entity.js'
 import { deviceChanged } from '../devices/device-events.js';
 import { Device } from '../devices/device.entity.js';
 import type { Metrics } from '../observability/metrics.js';
+import { approvedHashes } from '../policy/firmware-policy.js';
+import type { PolicyBundleService } from '../policy/policy-bundle.service.js';
 import type { Clock } from '../shared/clock.js';
 import type { AttestationDecidedEvent } from '../shared/events.js';
 import { DeviceNotFoundError, InvalidTransitionError } from '../shared/errors.js';
@@ -72,6 +74,7 @@ export class AttestationService {
     private readonly verifiers: readonly EvidenceVerifier[],
     private readonly audit: AuditService,
     private readonly cases: CaseService,
+    private readonly policies: PolicyBundleService,
     private readonly transactions: TransactionRunner,
     private readonly clock: Clock,
     private readonly metrics: Metrics,
@@ -287,6 +290,8 @@ export class AttestationService {
     }
     const payloadHash = createHash('sha256').update(payload).digest('hex');
     const { values } = await this.settings.current(em);
+    // Cached for a few seconds (no query per attestation); a publication applies within that time.
+    const bundles = await this.policies.currentBundles(em);
 
     return this.transactions.run(em, async (tx) => {
       const challenge = await tx.em.findOne(
@@ -313,12 +318,14 @@ export class AttestationService {
         { deviceRef: device.id, status: { $in: ['ACTIVE', 'REVOKED'] } },
         { orderBy: { issuedAt: 'desc' } },
       );
+      const bundle = bundles.get(device.type);
       let verdict: EvidenceVerdict;
       try {
         verdict = verifier.verify(response, {
           challenge,
           device,
           currentCertificate,
+          approvedFirmwareHashes: bundle ? approvedHashes(bundle.document, device.model) : null,
           allowedClockSkewS: values.allowed_clock_skew_s,
           receivedAt: origin.receivedAt,
         });

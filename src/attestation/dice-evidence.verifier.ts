@@ -1,6 +1,7 @@
 import { X509Certificate, verify as verifySignature, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import type { CertificateAuthority } from '../pki/index.js';
+import { goldenFirmwareHashes } from '../policy/firmware-policy.js';
 import { canonicalJson } from '../shared/jcs.js';
 import type { FailureReason } from './attestation-result.entity.js';
 import type { EvidenceContext, EvidenceVerdict, EvidenceVerifier } from './evidence-verifier.js';
@@ -85,9 +86,10 @@ export class DiceEvidenceVerifier implements EvidenceVerifier {
       if (!signatureValid) reasons.push('SIGNATURE_INVALID');
     }
 
-    const golden = device.goldenFirmwareHash ?? device.firmwareHash;
-    // No known-good value means nothing vouches for the firmware: fail closed.
-    if (!golden || response.firmware_hash !== golden) reasons.push('FIRMWARE_MISMATCH');
+    // Own golden value or approved by the bundle; no known-good value at all fails closed.
+    if (!goldenFirmwareHashes(device, context.approvedFirmwareHashes).has(response.firmware_hash)) {
+      reasons.push('FIRMWARE_MISMATCH');
+    }
 
     return {
       reasons,

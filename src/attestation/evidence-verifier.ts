@@ -3,11 +3,16 @@ import type { Device } from '../devices/device.entity.js';
 import type { FailureReason } from './attestation-result.entity.js';
 import type { AttestationChallenge } from './challenge.entity.js';
 
-/** What a verifier knows besides the evidence: the challenge, the device and its current certificate. */
+/**
+ * What a verifier knows besides the evidence: the challenge, the device, its current certificate and
+ * the firmware its type's current policy bundle approves.
+ */
 export interface EvidenceContext {
   challenge: AttestationChallenge;
   device: Device;
   currentCertificate: DeviceCertificate | null;
+  /** Hashes the current bundle approves for the device's model; null when no bundle lists the model. */
+  approvedFirmwareHashes: ReadonlySet<string> | null;
   allowedClockSkewS: number;
   receivedAt: Date;
 }

@@ -13,27 +13,38 @@ export interface FirmwareDrift {
   key: string;
 }
 
+/** Per bundle document (immutable once published), so attestation builds each model's set once. */
+const approvedByDocument = new WeakMap<PolicyBundleDocument, Map<string, ReadonlySet<string>>>();
+
 /** The approved hashes for a device's model, or null when the bundle does not list the model. */
 export function approvedHashes(
   policy: PolicyBundleDocument,
   model: string | null,
 ): ReadonlySet<string> | null {
   const listed = model === null ? undefined : policy.firmware[model];
-  return listed ? new Set(listed.versions.map((entry) => entry.hash)) : null;
+  if (!listed || model === null) return null;
+  let byModel = approvedByDocument.get(policy);
+  if (!byModel) approvedByDocument.set(policy, (byModel = new Map<string, ReadonlySet<string>>()));
+  let hashes = byModel.get(model);
+  if (!hashes) byModel.set(model, (hashes = new Set(listed.versions.map((entry) => entry.hash))));
+  return hashes;
 }
 
 /**
- * The firmware hashes attestation accepts: the inventory's pinned golden hash when facilities set one;
- * otherwise the bundle's approved list for the model; otherwise the hash the device enrolled with.
+ * The firmware hashes attestation accepts: the device's own golden value (the inventory's pinned hash
+ * when facilities set one, else the hash it enrolled with) plus every hash the current bundle approves
+ * for its model, so a device updated to a newer approved image still passes. A device whose own value
+ * is not on the list still passes on it; `firmwareDrift` scores that as unvetted firmware.
  * Empty means nothing vouches for the firmware, and attestation fails closed.
  */
 export function goldenFirmwareHashes(
   device: FirmwareSubject,
   approved: ReadonlySet<string> | null,
 ): ReadonlySet<string> {
-  if (device.goldenFirmwareHash) return new Set([device.goldenFirmwareHash]);
-  if (approved) return approved;
-  return new Set(device.firmwareHash ? [device.firmwareHash] : []);
+  const own = device.goldenFirmwareHash ?? device.firmwareHash;
+  if (!own) return approved ?? new Set();
+  if (!approved || approved.has(own)) return approved ?? new Set([own]);
+  return new Set([own, ...approved]);
 }
 
 /**

@@ -204,6 +204,72 @@ describe('attestation over MQTT', () => {
   });
 });
 
+describe('golden firmware from the policy bundle', () => {
+  const OLD = `sha256:${'a1'.repeat(32)}`;
+  const NEWER = `sha256:${'a2'.repeat(32)}`;
+  const UNVETTED = `sha256:${'a3'.repeat(32)}`;
+
+  it('passes a newer approved firmware and the own golden hash, fails an unlisted one with FIRMWARE_MISMATCH', async () => {
+    await service.services.policies.publish(
+      em(),
+      'PLC',
+      {
+        defaultCriticality: 'critical',
+        firmware: {
+          'ATT-1': {
+            versions: [
+              { version: '1.0', hash: OLD },
+              { version: '1.1', hash: NEWER },
+            ],
+            latest: '1.1',
+          },
+        },
+        risk: {
+          weights: { FIRMWARE_DRIFT: 1, TELEMETRY_ANOMALY: 1, IOC_HIT: 1, ATTESTATION: 1 },
+          severityPoints: { LOW: 5, MEDIUM: 15, HIGH: 35, CRITICAL: 60 },
+          halfLifeHours: 24,
+        },
+        telemetry: { rules: [], maxMessagesPerMinute: 600 },
+        maxAgeDays: 90,
+      },
+      'test',
+    );
+    const enrollOn = async (hash: string) => {
+      const device = await OpensslDevice.enroll(service, `fw-${randomBytes(3).toString('hex')}`, {
+        model: 'ATT-1',
+        version: '1.0',
+        hash,
+      });
+      devices.push(device);
+      const first = device.nextChallenge();
+      await service.services.lifecycle.approve(em(), device.deviceId, 'test');
+      await service.scheduler.tick();
+      return { device, first: await first };
+    };
+
+    // Updated in the field to the bundle's latest approved image: still authorised firmware.
+    const { device: updated, first } = await enrollOn(OLD);
+    await updated.publish(await updated.response(first, { firmware_hash: NEWER }));
+    expect((await results(first.challenge_id))[0]).toMatchObject({ outcome: 'PASS', firmwareHash: NEWER });
+
+    const next = await challenge(updated);
+    await updated.publish(await updated.response(next, { firmware_hash: UNVETTED }));
+    expect((await results(next.challenge_id))[0]).toMatchObject({
+      outcome: 'FAIL',
+      reasons: ['FIRMWARE_MISMATCH'],
+    });
+
+    // Enrolled on a hash the bundle does not list: it passes on its own golden value (the drift
+    // factor scores it as unvetted), and another unlisted hash still fails.
+    const { device: unvetted, first: own } = await enrollOn(UNVETTED);
+    await unvetted.publish(await unvetted.response(own, { firmware_hash: UNVETTED }));
+    expect((await results(own.challenge_id))[0]?.outcome).toBe('PASS');
+    const other = await challenge(unvetted);
+    await unvetted.publish(await unvetted.response(other, { firmware_hash: `sha256:${'a4'.repeat(32)}` }));
+    expect((await results(other.challenge_id))[0]?.reasons).toEqual(['FIRMWARE_MISMATCH']);
+  });
+});
+
 describe('timeouts (injected clock)', () => {
   it('three timeouts in a row make the device FAILED/UNRESPONSIVE with one case; a PASS heals it', async () => {
     const { device, first } = await approvedDevice('silent');
