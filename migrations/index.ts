@@ -6,6 +6,7 @@ import { Migration20261129000000_device_operations } from './Migration2026112900
 import { Migration20261129010000_cases } from './Migration20261129010000_cases.js';
 import { Migration20261129020000_idempotency_keys } from './Migration20261129020000_idempotency_keys.js';
 import { Migration20261129060000_risk } from './Migration20261129060000_risk.js';
+import { Migration20261129161500_isolation } from './Migration20261129161500_isolation.js';
 
 /**
  * The migrations in order. Listed explicitly (not globbed) so the same list works from compiled
@@ -19,4 +20,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261129010000_cases', class: Migration20261129010000_cases },
   { name: 'Migration20261129020000_idempotency_keys', class: Migration20261129020000_idempotency_keys },
   { name: 'Migration20261129060000_risk', class: Migration20261129060000_risk },
+  { name: 'Migration20261129161500_isolation', class: Migration20261129161500_isolation },
 ];

@@ -16,6 +16,8 @@ import { TokenService } from './auth/token.service.js';
 import { CaseService } from './cases/case.service.js';
 import { CrlService } from './certificates/crl.service.js';
 import { InventoryService } from './devices/inventory.service.js';
+import { IsolatedDeviceSet, isIsolationChange } from './devices/isolated-device-set.js';
+import { DeviceIsolationService } from './devices/isolation.service.js';
 import { DeviceLifecycleService } from './enrollment/device-lifecycle.service.js';
 import { EnrollmentGroupService } from './enrollment/enrollment-group.service.js';
 import { EnrollmentService } from './enrollment/enrollment.service.js';
@@ -37,6 +39,7 @@ import { loadOrCreateCertificateAuthority } from './pki/index.js';
 import { isCertificateBarred } from './certificates/revocation-check.js';
 import { handleAttestationResponses, mqttChallengeTransport } from './mqtt/attestation.handler.js';
 import { handleEnrollmentRequests } from './mqtt/enroll.handler.js';
+import { isolationAcl } from './mqtt/isolation.policy.js';
 import { DomainError } from './shared/errors.js';
 import type { AppPubSub, Services } from './services.js';
 import { systemClock, type Clock } from './shared/clock.js';
@@ -105,6 +108,8 @@ export async function createServices(
       enrollment: new EnrollmentService(ca, audit, transactions, clock, enrollmentSettings, enrollmentGroups),
       enrollmentGroups,
       lifecycle: new DeviceLifecycleService(audit, cases, crl, transactions, clock),
+      isolation: new DeviceIsolationService(audit, cases, transactions, clock),
+      isolatedDevices: new IsolatedDeviceSet(),
       crl,
       cases,
       enrollmentSettings,
@@ -149,6 +154,7 @@ export async function startService(
     });
     const serviceClient = await services.ca.issueServiceClientCertificate('fleetproof-service');
     const trustPems = [services.ca.rootPem, services.ca.issuingPem];
+    await followIsolation(services);
     if (!config.mqttUrl) {
       broker = await startEmbeddedBroker({
         host: config.httpHost,
@@ -170,6 +176,7 @@ export async function startService(
             throw error;
           }
         },
+        canPublish: isolationAcl(services.isolatedDevices),
         logger: logger.child({ component: 'mqtt-broker' }),
       });
       disconnectRevokedDevices(services, broker);
@@ -267,6 +274,25 @@ function feedRiskFromEvents(services: Services, riskScheduler: PeriodicTask): vo
       void riskScheduler.tick();
     }
   })();
+}
+
+/**
+ * Keeps the isolated-device set current: read before the broker accepts anyone, read again after
+ * every isolation change (this instance's or, over a shared bus, another's).
+ */
+async function followIsolation(services: Services): Promise<void> {
+  const log = services.logger.child({ component: 'isolation' });
+  void (async () => {
+    for await (const event of services.pubsub.subscribe('device.changed')) {
+      if (!isIsolationChange(event.change)) continue;
+      services.isolatedDevices
+        .reload(services.database.orm.em.fork())
+        .then(() => log.info({ deviceId: event.deviceId, change: event.change }, 'isolated devices reloaded'))
+        .catch((error: unknown) => log.error({ err: error }, 'reloading the isolated devices failed'));
+    }
+  })();
+  await services.isolatedDevices.reload(services.database.orm.em.fork());
+  log.info({ isolated: services.isolatedDevices.size }, 'isolated devices loaded');
 }
 
 /** A revoked device loses its live MQTT session at once, not only at its next connect. */

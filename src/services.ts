@@ -6,6 +6,8 @@ import type { TokenService } from './auth/token.service.js';
 import type { CaseService } from './cases/case.service.js';
 import type { CrlService } from './certificates/crl.service.js';
 import type { InventoryService } from './devices/inventory.service.js';
+import type { IsolatedDeviceSet } from './devices/isolated-device-set.js';
+import type { DeviceIsolationService } from './devices/isolation.service.js';
 import type { DeviceLifecycleService } from './enrollment/device-lifecycle.service.js';
 import type { EnrollmentGroupService } from './enrollment/enrollment-group.service.js';
 import type { EnrollmentService } from './enrollment/enrollment.service.js';
@@ -43,6 +45,9 @@ export interface Services {
   readonly enrollment: EnrollmentService;
   readonly enrollmentGroups: EnrollmentGroupService;
   readonly lifecycle: DeviceLifecycleService;
+  readonly isolation: DeviceIsolationService;
+  /** Who is isolated now, for the brokers' ACL and the MQTT handlers (kept current by main.ts). */
+  readonly isolatedDevices: IsolatedDeviceSet;
   readonly crl: CrlService;
   readonly cases: CaseService;
   readonly enrollmentSettings: EnrollmentSettings;

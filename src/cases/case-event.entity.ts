@@ -8,6 +8,9 @@ export const CASE_EVENT_KINDS = [
   'ATTACHMENT',
   'ASSIGNED',
   'DEVICE_LINKED',
+  /** An operator isolated a linked device, or released it (DeviceIsolationService). */
+  'DEVICE_ISOLATED',
+  'DEVICE_RELEASED',
 ] as const;
 export type CaseEventKind = (typeof CASE_EVENT_KINDS)[number];
 

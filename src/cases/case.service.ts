@@ -33,6 +33,19 @@ export interface OpenCaseInput {
   linkedDeviceRefs?: readonly string[];
 }
 
+/** An operator's containment action on one device, for the timelines of its cases. */
+export interface DeviceActionInput {
+  kind: Extract<CaseEventKind, 'DEVICE_ISOLATED' | 'DEVICE_RELEASED'>;
+  deviceRef: string;
+  /** The operator's reason. */
+  reason: string;
+  payload: Record<string, unknown>;
+  actor: string;
+  /** Title and severity of the MANUAL case opened when the device has no open case. */
+  caseTitle: string;
+  caseSeverity: CaseSeverity;
+}
+
 /** A case an operator opens by hand. */
 export interface ManualCaseInput {
   title: string;
@@ -117,6 +130,55 @@ export class CaseService {
         throw new ConflictError('the open case of this device changed repeatedly; retry', 'case-contended');
       }
     }
+  }
+
+  /**
+   * Records a containment action on a device (isolation, release) in the timeline of every open case
+   * the device is linked to. With none open it opens a MANUAL case for it: a SOC must always find why
+   * a device was cut off or let back, so the action never goes without a case. Runs in the caller's
+   * transaction; returns the numbers of the cases that recorded it.
+   */
+  async recordDeviceAction(tx: Tx, input: DeviceActionInput): Promise<number[]> {
+    const links = await tx.em.find(CaseDevice, { deviceRef: input.deviceRef });
+    const open =
+      links.length === 0
+        ? []
+        : await tx.em.find(
+            Case,
+            { id: { $in: links.map((link) => link.caseRef) }, status: { $in: [...DEDUPLICATED_STATUSES] } },
+            // Number order: two actions on devices that share cases take the locks in the same order.
+            { lockMode: LockMode.PESSIMISTIC_WRITE, refresh: true, orderBy: { number: 'asc' } },
+          );
+    if (open.length === 0) {
+      const opened = await this.insertCase(tx, {
+        title: input.caseTitle,
+        severity: input.caseSeverity,
+        source: 'MANUAL',
+        deviceRef: input.deviceRef,
+        evidence: { reason: input.reason, ...input.payload },
+        actor: input.actor,
+      });
+      // MANUAL cases are not deduplicated, so the insert cannot have been skipped.
+      if (!opened) throw new Error('manual case insert skipped');
+      await this.audit.record(tx, {
+        actor: input.actor,
+        action: 'case.opened',
+        subject: `case:${opened.number}`,
+        details: {
+          source: 'MANUAL',
+          severity: input.caseSeverity,
+          deviceRef: input.deviceRef,
+          title: input.caseTitle,
+        },
+      });
+      open.push(opened);
+    }
+    for (const record of open) {
+      await this.publish(tx, record, [
+        this.event(record, input.kind, input.actor, input.reason, input.payload),
+      ]);
+    }
+    return open.map((record) => record.number);
   }
 
   /** An operator opens a case about zero or more devices. */

@@ -1,5 +1,6 @@
 import type { Services } from '../services.js';
 import { DomainError } from '../shared/errors.js';
+import { droppedForIsolation } from './isolation.policy.js';
 import type { ServiceMqttClient } from './service-client.js';
 import { deviceIdOf, parseTopic, serviceTopicFilters, topics } from './topics.js';
 
@@ -17,6 +18,7 @@ export async function handleEnrollmentRequests(client: ServiceMqttClient, servic
     const parsed = parseTopic(topic);
     const deviceId = parsed ? deviceIdOf(parsed) : undefined;
     if (!parsed || parsed.kind !== 'enroll' || deviceId === undefined) return;
+    if (droppedForIsolation(services, 'enroll', deviceId)) return;
     const reply = (body: Record<string, unknown>) =>
       client.publish(topics.enrollOtt(deviceId), JSON.stringify(body), { qos: 1 });
     if (payload.length > MAX_ENROLL_PAYLOAD) {

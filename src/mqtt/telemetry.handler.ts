@@ -1,4 +1,5 @@
 import type { Services } from '../services.js';
+import { droppedForIsolation } from './isolation.policy.js';
 import type { ServiceMqttClient } from './service-client.js';
 import { deviceIdOf, parseTopic, serviceTopicFilters } from './topics.js';
 
@@ -10,7 +11,7 @@ export async function handleTelemetry(client: ServiceMqttClient, services: Servi
   await client.subscribe(serviceTopicFilters.telemetry, async ({ topic, payload }) => {
     const parsed = parseTopic(topic);
     const deviceId = parsed?.kind === 'telemetry' ? deviceIdOf(parsed) : undefined;
-    if (deviceId === undefined) return;
+    if (deviceId === undefined || droppedForIsolation(services, 'telemetry', deviceId)) return;
     const result = await services.risk.ingestTelemetry(services.database.orm.em.fork(), deviceId, payload);
     services.metrics.mqttMessages.inc({ kind: 'telemetry', result });
   });

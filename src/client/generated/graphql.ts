@@ -65,7 +65,9 @@ export type CaseEventFilter = {
 export type CaseEventKind =
   | 'ASSIGNED'
   | 'ATTACHMENT'
+  | 'DEVICE_ISOLATED'
   | 'DEVICE_LINKED'
+  | 'DEVICE_RELEASED'
   | 'EVIDENCE'
   | 'NOTE'
   | 'OPENED'

@@ -82,6 +82,9 @@ DeviceRef.implement({
       resolve: (device) => device.attestationStatus,
     }),
     enrollmentState: t.field({ type: EnrollmentStateEnum, resolve: (device) => device.enrollmentState }),
+    isolated: t.exposeBoolean('isolated', {
+      description: 'Isolated by an operator: the broker refuses everything it sends but attestation answers',
+    }),
     cdiCommitment: t.exposeString('cdiCommitment', {
       nullable: true,
       description: 'What the device presented at enrollment (`sha256:` + hex)',
@@ -494,6 +497,43 @@ builder.mutationField('revokeDevice', (t) =>
       ),
   }),
 );
+
+const ISOLATION_MUTATIONS = [
+  {
+    name: 'isolateDevice',
+    operation: 'isolate',
+    description:
+      'Cuts a device off from everything but attestation: the broker refuses its other messages; ' +
+      'its open cases record it (a MANUAL case is opened when it has none)',
+  },
+  {
+    name: 'releaseDevice',
+    operation: 'release',
+    description: 'Lifts the isolation of a device; its open cases record the release',
+  },
+] as const;
+
+for (const { name, operation, description } of ISOLATION_MUTATIONS) {
+  builder.mutationField(name, (t) =>
+    t.field({
+      type: DeviceRef,
+      authScopes: { operator: true },
+      description,
+      errors: { types: [DeviceNotFoundError, InvalidTransitionError, ValidationError] },
+      args: {
+        deviceId: t.arg.string({ required: true }),
+        reason: t.arg.string({ required: true }),
+      },
+      resolve: (_root, args, context) =>
+        context.services.isolation[operation](
+          context.em,
+          args.deviceId,
+          args.reason,
+          actorOf(context.viewer),
+        ),
+    }),
+  );
+}
 
 // Subscriptions
 

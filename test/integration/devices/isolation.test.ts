@@ -1,0 +1,289 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AttestationResult } from '../../../src/attestation/attestation-result.entity.js';
+import { AuditEvent } from '../../../src/audit/audit-event.entity.js';
+import { CaseEvent } from '../../../src/cases/case-event.entity.js';
+import { Case } from '../../../src/cases/case.entity.js';
+import { Device } from '../../../src/devices/device.entity.js';
+import { ManualClock } from '../../../src/shared/clock.js';
+import { OpensslDevice, type Challenge } from '../../support/attestation-device.js';
+import { closed } from '../../support/mqtt-clients.js';
+import { graphql, startTestService, type TestService } from '../../support/service.js';
+
+let service: TestService;
+let operator: string;
+let viewer: string;
+const clock = new ManualClock();
+const devices: OpensslDevice[] = [];
+
+beforeAll(async () => {
+  service = await startTestService({ mqtt: 'embedded', clock });
+  [operator, viewer] = await Promise.all([service.token('operator', 'soc-alice'), service.token('viewer')]);
+});
+
+afterAll(async () => {
+  for (const device of devices) await device.dispose();
+  await service?.close();
+});
+
+const em = () => service.services.database.orm.em.fork();
+const uniqueId = (prefix: string) => `${prefix}-${randomBytes(3).toString('hex')}`;
+
+async function until<T>(probe: () => Promise<T> | T, done: (value: T) => boolean): Promise<T> {
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const value = await probe();
+    if (done(value)) return value;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error('condition not reached');
+}
+
+const ISOLATION_RESULT = `
+  __typename
+  ... on Error { message code }
+  ... on InvalidTransition { from to }
+  ... on DeviceNotFound { deviceId }
+`;
+const isolate = `mutation ($id: String!, $reason: String!) {
+  isolateDevice(deviceId: $id, reason: $reason) {
+    ${ISOLATION_RESULT}
+    ... on MutationIsolateDeviceSuccess { data { deviceId isolated } }
+  }
+}`;
+const release = `mutation ($id: String!, $reason: String!) {
+  releaseDevice(deviceId: $id, reason: $reason) {
+    ${ISOLATION_RESULT}
+    ... on MutationReleaseDeviceSuccess { data { deviceId isolated } }
+  }
+}`;
+
+interface MutationResult {
+  __typename: string;
+  code?: string;
+  from?: string;
+  to?: string;
+  data?: { deviceId: string; isolated: boolean };
+}
+
+async function mutate(
+  query: string,
+  deviceId: string,
+  reason: string,
+  token = operator,
+): Promise<MutationResult> {
+  const { status, body } = await graphql<Record<string, MutationResult>>(
+    service.app.urls.graphql,
+    token,
+    query,
+    { id: deviceId, reason },
+  );
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  expect(status).toBe(200);
+  return Object.values(body.data!)[0]!;
+}
+
+/** An approved device connected with its certificate over TLS, its first challenge answered. */
+async function approvedDevice(prefix: string): Promise<OpensslDevice> {
+  const device = await OpensslDevice.enroll(service, uniqueId(prefix));
+  devices.push(device);
+  const first = device.nextChallenge();
+  await service.services.lifecycle.approve(em(), device.deviceId, 'test');
+  await service.scheduler.tick();
+  await answer(device, await first);
+  return device;
+}
+
+async function answer(
+  device: OpensslDevice,
+  challenge: Challenge,
+  topic?: string,
+): Promise<AttestationResult> {
+  await device.publish(await device.response(challenge), topic);
+  return until(
+    () => em().findOne(AttestationResult, { challengeId: challenge.challenge_id }),
+    (row) => row !== null,
+  ) as Promise<AttestationResult>;
+}
+
+async function challenge(device: OpensslDevice): Promise<Challenge> {
+  const next = device.nextChallenge();
+  await service.services.attestation.challengeNow(em(), device.deviceId, service.challengeTransport, 'test');
+  return next;
+}
+
+async function telemetryCount(result: string): Promise<number> {
+  const metrics = await (await fetch(`${service.app.urls.http}/metrics`)).text();
+  const line = metrics
+    .split('\n')
+    .find((entry) => entry.startsWith(`fleetproof_mqtt_messages_total{kind="telemetry",result="${result}"}`));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+const waitForBroker = (deviceId: string, isolated: boolean) =>
+  until(
+    () => service.services.isolatedDevices.has(deviceId),
+    (value) => value === isolated,
+  );
+
+const TELEMETRY = JSON.stringify({ metrics: { temperature: 42 } });
+
+describe('isolation', () => {
+  it("refuses an isolated device's telemetry in the embedded broker while its attestation response still passes; release restores it", async () => {
+    const device = await approvedDevice('isolated');
+    const topic = `cps/telemetry/${device.deviceId}`;
+    const accepted = await telemetryCount('accepted');
+
+    expect(await mutate(isolate, device.deviceId, 'beaconing to a known C2 address')).toEqual({
+      __typename: 'MutationIsolateDeviceSuccess',
+      data: { deviceId: device.deviceId, isolated: true },
+    });
+    await waitForBroker(device.deviceId, true);
+
+    // QoS 0: the refused publish gets no PUBACK to wait for; aedes answers a refusal by closing the
+    // connection (MQTT-3.3.5-2), which is the observable refusal.
+    const gone = closed(device.client);
+    await device.client.publishAsync(topic, TELEMETRY, { qos: 0 });
+    await gone;
+
+    // Reconnected, it still receives challenges and its answer on its own topic, and on the runbook's
+    // bare topic, passes.
+    await device.connect(service);
+    expect((await answer(device, await challenge(device))).outcome).toBe('PASS');
+    expect((await answer(device, await challenge(device), 'cps/attest/response')).outcome).toBe('PASS');
+    expect(device.client.connected).toBe(true);
+    // The broker refused it: the service's handlers never saw the telemetry, not even to drop it.
+    expect(await telemetryCount('accepted')).toBe(accepted);
+    expect(await telemetryCount('isolated')).toBe(0);
+
+    expect(await mutate(release, device.deviceId, 'C2 traffic was a false positive')).toEqual({
+      __typename: 'MutationReleaseDeviceSuccess',
+      data: { deviceId: device.deviceId, isolated: false },
+    });
+    await waitForBroker(device.deviceId, false);
+    await device.client.publishAsync(topic, TELEMETRY, { qos: 1 });
+    await until(
+      () => telemetryCount('accepted'),
+      (count) => count === accepted + 1,
+    );
+    expect(device.client.connected).toBe(true);
+  });
+
+  it('records isolation in the audit trail and on a new MANUAL case when none is open, and shows isolated: true', async () => {
+    const deviceId = uniqueId('no-case');
+    await service.services.inventory.register(em(), { device_id: deviceId, device_type: 'RTU' }, 'test');
+
+    await mutate(isolate, deviceId, 'lateral movement suspected');
+    const row = await em().findOneOrFail(Device, { deviceId });
+    expect(row.isolated).toBe(true);
+    const cases = await em().find(Case, { deviceRef: row.id });
+    expect(cases).toHaveLength(1);
+    expect(cases[0]).toMatchObject({ source: 'MANUAL', status: 'OPEN', severity: 'HIGH' });
+    const timeline = await em().find(CaseEvent, { caseRef: cases[0]!.id }, { orderBy: { seq: 'asc' } });
+    const alice: unknown = expect.stringMatching(/^token:soc-alice\//);
+    expect(timeline.map((event) => [event.kind, event.actor, event.body])).toEqual([
+      ['OPENED', alice, `${deviceId} isolated`],
+      ['DEVICE_ISOLATED', alice, 'lateral movement suspected'],
+    ]);
+    const [audit] = await em().find(AuditEvent, { action: 'device.isolated', subject: `device:${deviceId}` });
+    expect(audit).toMatchObject({
+      actor: alice,
+      details: { reason: 'lateral movement suspected', cases: [cases[0]!.number] },
+    });
+
+    const { body } = await graphql<{
+      devices: { edges: Array<{ node: { deviceId: string; isolated: boolean } }> };
+    }>(
+      service.app.urls.graphql,
+      viewer,
+      `
+        query ($id: String!) {
+          device(deviceId: $id) {
+            deviceId
+            isolated
+          }
+          devices(filter: { isolated: true }) {
+            edges {
+              node {
+                deviceId
+                isolated
+              }
+            }
+          }
+        }
+      `,
+      { id: deviceId },
+    );
+    expect(body.errors).toBeUndefined();
+    expect(body.data).toMatchObject({ device: { deviceId, isolated: true } });
+    expect(body.data!.devices.edges.map((edge) => edge.node)).toContainEqual({ deviceId, isolated: true });
+  });
+
+  it('appends isolation and release to the open case of the device instead of opening another', async () => {
+    const deviceId = uniqueId('with-case');
+    await service.services.inventory.register(em(), { device_id: deviceId, device_type: 'PLC' }, 'test');
+    const open = await service.services.cases.open(
+      em(),
+      { title: 'Odd Modbus writes', severity: 'MEDIUM', deviceIds: [deviceId], note: null, assignee: null },
+      'token:soc-bob',
+    );
+
+    await mutate(isolate, deviceId, 'contain while investigating');
+    await mutate(release, deviceId, 'writes explained by maintenance');
+
+    const row = await em().findOneOrFail(Device, { deviceId });
+    expect(await em().count(Case, { deviceRef: row.id })).toBe(1);
+    const timeline = await em().find(CaseEvent, { caseRef: open.id }, { orderBy: { seq: 'asc' } });
+    expect(timeline.map((event) => [event.kind, event.body])).toEqual([
+      ['OPENED', 'Odd Modbus writes'],
+      ['DEVICE_ISOLATED', 'contain while investigating'],
+      ['DEVICE_RELEASED', 'writes explained by maintenance'],
+    ]);
+    const [released] = await em().find(AuditEvent, {
+      action: 'device.released',
+      subject: `device:${deviceId}`,
+    });
+    expect(released?.details).toEqual({ reason: 'writes explained by maintenance', cases: [open.number] });
+  });
+
+  it('refuses a second isolation and the release of a device that is not isolated, and audits both', async () => {
+    const deviceId = uniqueId('twice');
+    await service.services.inventory.register(em(), { device_id: deviceId, device_type: 'HMI' }, 'test');
+    await mutate(isolate, deviceId, 'first isolation');
+
+    expect(await mutate(isolate, deviceId, 'second isolation')).toMatchObject({
+      __typename: 'InvalidTransition',
+      code: 'INVALID_TRANSITION',
+      from: 'ISOLATED',
+      to: 'ISOLATED',
+    });
+    await mutate(release, deviceId, 'all clear');
+    expect(await mutate(release, deviceId, 'all clear again')).toMatchObject({
+      __typename: 'InvalidTransition',
+      from: 'NOT_ISOLATED',
+    });
+    const refused = await em().find(
+      AuditEvent,
+      { action: 'device.isolation-refused', subject: `device:${deviceId}` },
+      { orderBy: { seq: 'asc' } },
+    );
+    expect(refused.map((event) => event.details.operation)).toEqual(['isolate', 'release']);
+    expect(await em().count(AuditEvent, { action: 'device.isolated', subject: `device:${deviceId}` })).toBe(
+      1,
+    );
+    expect(await mutate(isolate, 'no-such-device', 'whatever')).toMatchObject({
+      __typename: 'DeviceNotFound',
+    });
+    expect(await mutate(isolate, deviceId, '  ')).toMatchObject({ __typename: 'ValidationFailed' });
+  });
+
+  it('is for operators only', async () => {
+    const deviceId = uniqueId('viewer');
+    await service.services.inventory.register(em(), { device_id: deviceId, device_type: 'SENSOR' }, 'test');
+    const { body } = await graphql(service.app.urls.graphql, viewer, isolate, {
+      id: deviceId,
+      reason: 'nope',
+    });
+    expect(body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect((await em().findOneOrFail(Device, { deviceId })).isolated).toBe(false);
+  });
+});
