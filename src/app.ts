@@ -13,6 +13,7 @@ import { addHealthRoutes, type HealthCheck } from './rest/health.routes.js';
 import { problem, sendProblem } from './rest/problem.js';
 import { Router } from './rest/router.js';
 import { addSettingsRoutes } from './rest/settings.routes.js';
+import { addSiteRoutes } from './rest/sites.routes.js';
 import type { Services } from './services.js';
 
 export interface AppDeps {
@@ -49,6 +50,7 @@ export function buildApp(deps: AppDeps): App {
   addDeviceRoutes(router, services);
   addEstRoutes(router, services);
   addSettingsRoutes(router, services);
+  addSiteRoutes(router, services);
 
   const inFlight = new Set<Promise<void>>();
   const handler = (req: IncomingMessage, res: ServerResponse): void => {

@@ -67,6 +67,17 @@ const configSchema = z.object({
   FLEETPROOF_RISK_TICK_MS: z.coerce.number().int().min(50).max(600_000).default(5_000),
   /** A repeated report (same indicator or anomaly, same device) within this window is a no-op. */
   FLEETPROOF_RISK_DUPLICATE_WINDOW_S: z.coerce.number().int().min(1).max(604_800).default(3_600),
+  /** A site controller silent for longer than this is STALE (heartbeats are expected every ~30 s). */
+  FLEETPROOF_SITE_STALE_AFTER_S: z.coerce.number().int().min(1).max(86_400).default(90),
+  /** ... and DOWN past this; must be longer than the stale threshold. */
+  FLEETPROOF_SITE_DOWN_AFTER_S: z.coerce.number().int().min(2).max(604_800).default(300),
+  /**
+   * A device is online if any MQTT message of its own arrived within this window. Longer than the
+   * standard challenge interval (1800 s), so a device that only answers challenges stays online.
+   */
+  FLEETPROOF_DEVICE_ONLINE_WINDOW_S: z.coerce.number().int().min(1).max(604_800).default(3_600),
+  /** How often the last-seen times of devices heard from are written, in one statement. */
+  FLEETPROOF_PRESENCE_FLUSH_MS: z.coerce.number().int().min(10).max(60_000).default(1_000),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -88,6 +99,12 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly schedulerTickMs: number;
   readonly risk: { readonly tickMs: number; readonly duplicateWindowMs: number };
+  readonly liveness: {
+    readonly siteStaleAfterMs: number;
+    readonly siteDownAfterMs: number;
+    readonly deviceOnlineWindowMs: number;
+    readonly presenceFlushMs: number;
+  };
   readonly graphql: {
     readonly mutationRateLimit: { readonly limit: number; readonly windowSeconds: number };
     readonly idempotencyKeyTtlSeconds: number;
@@ -125,6 +142,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const raw = parsed.data;
+  if (raw.FLEETPROOF_SITE_DOWN_AFTER_S <= raw.FLEETPROOF_SITE_STALE_AFTER_S) {
+    throw new ConfigError([
+      'FLEETPROOF_SITE_DOWN_AFTER_S: must be longer than FLEETPROOF_SITE_STALE_AFTER_S',
+    ]);
+  }
   const production = raw.NODE_ENV === 'production';
   return {
     production,
@@ -147,6 +169,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     risk: {
       tickMs: raw.FLEETPROOF_RISK_TICK_MS,
       duplicateWindowMs: raw.FLEETPROOF_RISK_DUPLICATE_WINDOW_S * 1000,
+    },
+    liveness: {
+      siteStaleAfterMs: raw.FLEETPROOF_SITE_STALE_AFTER_S * 1000,
+      siteDownAfterMs: raw.FLEETPROOF_SITE_DOWN_AFTER_S * 1000,
+      deviceOnlineWindowMs: raw.FLEETPROOF_DEVICE_ONLINE_WINDOW_S * 1000,
+      presenceFlushMs: raw.FLEETPROOF_PRESENCE_FLUSH_MS,
     },
     graphql: {
       mutationRateLimit: {

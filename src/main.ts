@@ -15,6 +15,7 @@ import { AuditService } from './audit/audit.service.js';
 import { TokenService } from './auth/token.service.js';
 import { CaseService } from './cases/case.service.js';
 import { CrlService } from './certificates/crl.service.js';
+import { DevicePresence } from './devices/device-presence.js';
 import { InventoryService } from './devices/inventory.service.js';
 import { IsolatedDeviceSet, isIsolationChange } from './devices/isolated-device-set.js';
 import { DeviceIsolationService } from './devices/isolation.service.js';
@@ -28,7 +29,10 @@ import { RateLimiter } from './ratelimit/rate-limiter.js';
 import { PolicyBundleService } from './policy/policy-bundle.service.js';
 import { DEFAULT_RISK_SETTINGS, RiskService } from './risk/risk.service.js';
 import { startRiskScheduler } from './risk/risk.scheduler.js';
-import type { PeriodicTask } from './shared/periodic-task.js';
+import { startPeriodicTask, type PeriodicTask } from './shared/periodic-task.js';
+import { SiteService } from './sites/site.service.js';
+import { handleSiteHeartbeats } from './mqtt/site-heartbeat.handler.js';
+import { trackDevicePresence } from './mqtt/presence.handler.js';
 import { handleTelemetry } from './mqtt/telemetry.handler.js';
 import type { Config } from './config.js';
 import { migrate, openDatabase } from './db/database.js';
@@ -130,6 +134,8 @@ export async function createServices(
         ...DEFAULT_RISK_SETTINGS,
         duplicateWindowMs: config.risk.duplicateWindowMs,
       }),
+      sites: new SiteService(audit, transactions, clock, config.liveness),
+      presence: new DevicePresence(clock, pubsub, config.liveness.deviceOnlineWindowMs),
       serviceInfo: { version: VERSION, database: database.kind, rootCaFingerprint: ca.rootFingerprintSha256 },
     };
   } catch (error) {
@@ -165,6 +171,8 @@ export async function startService(
           caPems: trustPems,
           serviceIssuerPems: [services.ca.issuingPem],
         },
+        isSiteController: (deviceId, siteId) =>
+          services.sites.isController(services.database.orm.em.fork(), deviceId, siteId),
         isCertificateRevoked: ({ fingerprintSha256 }) =>
           isCertificateBarred(services.database.orm.em.fork(), fingerprintSha256),
         authenticateManufacturerChain: async (chain) => {
@@ -196,6 +204,14 @@ export async function startService(
     await handleEnrollmentRequests(mqttClient, services);
     await handleAttestationResponses(mqttClient, services);
     await handleTelemetry(mqttClient, services);
+    await handleSiteHeartbeats(mqttClient, services);
+    await trackDevicePresence(mqttClient, services);
+    const presenceTask = startPeriodicTask({
+      name: 'device presence',
+      intervalMs: config.liveness.presenceFlushMs,
+      logger: logger.child({ component: 'device-presence' }),
+      pass: () => services.presence.flush(services.database.orm.em.fork()),
+    });
     services.challengeTransport.connect(mqttChallengeTransport(mqttClient));
     const challengeTransport = services.challengeTransport;
     const scheduler = startAttestationScheduler({
@@ -235,6 +251,9 @@ export async function startService(
         await scheduler.stop();
         await riskScheduler.stop();
         await app.stop();
+        await presenceTask.stop();
+        // What arrived since the last pass; MQTT is closed, so nothing more can be noted.
+        await presenceTask.tick();
         await services.database.close();
       },
     };

@@ -5,6 +5,7 @@ import type { AuditService } from './audit/audit.service.js';
 import type { TokenService } from './auth/token.service.js';
 import type { CaseService } from './cases/case.service.js';
 import type { CrlService } from './certificates/crl.service.js';
+import type { DevicePresence } from './devices/device-presence.js';
 import type { InventoryService } from './devices/inventory.service.js';
 import type { IsolatedDeviceSet } from './devices/isolated-device-set.js';
 import type { DeviceIsolationService } from './devices/isolation.service.js';
@@ -15,6 +16,7 @@ import type { EnrollmentSettings } from './enrollment/enrollment.settings.js';
 import type { OttService } from './enrollment/ott.service.js';
 import type { PolicyBundleService } from './policy/policy-bundle.service.js';
 import type { RiskService } from './risk/risk.service.js';
+import type { SiteService } from './sites/site.service.js';
 import type { IdempotencyStore } from './idempotency/idempotency.store.js';
 import type { Database } from './db/database.js';
 import type { Logger } from './observability/logger.js';
@@ -56,5 +58,7 @@ export interface Services {
   readonly challengeTransport: LateBoundChallengeTransport;
   readonly policies: PolicyBundleService;
   readonly risk: RiskService;
+  readonly sites: SiteService;
+  readonly presence: DevicePresence;
   readonly serviceInfo: { version: string; database: string; rootCaFingerprint: string };
 }

@@ -1,9 +1,9 @@
 import { EntitySchema } from '@mikro-orm/core';
 
-export const ROLES = ['viewer', 'operator', 'facilities', 'integration', 'admin'] as const;
+export const ROLES = ['viewer', 'operator', 'facilities', 'integration', 'admin', 'site'] as const;
 export type Role = (typeof ROLES)[number];
 
-/** An operator or integration credential. Only the SHA-256 of the secret is stored. */
+/** An operator, integration or site controller credential. Only the SHA-256 of the secret is stored. */
 export class ApiToken {
   id!: string;
   name!: string;
@@ -12,6 +12,8 @@ export class ApiToken {
   createdAt!: Date;
   expiresAt: Date | null = null;
   revokedAt: Date | null = null;
+  /** The one site a `site` token may speak for (heartbeats); null for every other role. */
+  siteId: string | null = null;
 }
 
 export const ApiTokenSchema = new EntitySchema<ApiToken>({
@@ -25,5 +27,6 @@ export const ApiTokenSchema = new EntitySchema<ApiToken>({
     createdAt: { type: 'datetime', columnType: 'timestamptz(3)' },
     expiresAt: { type: 'datetime', columnType: 'timestamptz(3)', nullable: true },
     revokedAt: { type: 'datetime', columnType: 'timestamptz(3)', nullable: true },
+    siteId: { type: 'string', length: 64, nullable: true },
   },
 });

@@ -4,6 +4,7 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { Clock } from '../shared/clock.js';
 import type { TransactionRunner } from '../shared/transaction.js';
 import { NotFoundError, ValidationError } from '../shared/errors.js';
+import { Site } from '../sites/site.entity.js';
 import { ApiToken, ROLES, type Role } from './api-token.entity.js';
 
 /** Who is calling: resolved from a bearer token once per request or WebSocket connection. */
@@ -12,6 +13,8 @@ export interface Viewer {
   name: string;
   role: Role;
   expiresAt: Date | null;
+  /** Set only for `site` tokens: the site they speak for. */
+  siteId: string | null;
 }
 
 const TOKEN_PREFIX = 'fpt_';
@@ -40,14 +43,22 @@ export class TokenService {
   /** Creates a token and returns its secret, which is shown once and never stored. */
   async create(
     em: EntityManager,
-    input: { name: string; role: string; expiresAt?: Date; actor: string },
+    input: { name: string; role: string; siteId?: string | null; expiresAt?: Date; actor: string },
   ): Promise<{ token: string; record: ApiToken }> {
     const name = input.name.trim();
     if (!name || name.length > 200) throw new ValidationError('name', 'name must be 1-200 characters');
     if (!isRole(input.role)) throw new ValidationError('role', `role must be one of ${ROLES.join(', ')}`);
     const role = input.role;
+    const siteId = input.siteId ?? null;
+    // A site token without its site would be a credential whose reach nobody can tell.
+    if ((role === 'site') !== (siteId !== null)) {
+      throw new ValidationError('site', 'a site is required for the site role, and only for it');
+    }
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     return this.transactions.run(em, async (tx) => {
+      if (siteId !== null && !(await tx.em.findOne(Site, { id: siteId }, { fields: ['id'] }))) {
+        throw new ValidationError('site', `site ${siteId} is not defined`);
+      }
       const record = new ApiToken();
       record.id = randomUUID();
       record.name = name;
@@ -55,12 +66,18 @@ export class TokenService {
       record.tokenHash = hashToken(token);
       record.createdAt = this.clock.now();
       record.expiresAt = input.expiresAt ?? null;
+      record.siteId = siteId;
       tx.em.persist(record);
       await this.audit.record(tx, {
         actor: input.actor,
         action: 'token.created',
         subject: `token:${record.id}`,
-        details: { name, role, expiresAt: record.expiresAt?.toISOString() ?? null },
+        details: {
+          name,
+          role,
+          expiresAt: record.expiresAt?.toISOString() ?? null,
+          ...(siteId !== null ? { siteId } : {}),
+        },
       });
       return { token, record };
     });
@@ -89,7 +106,13 @@ export class TokenService {
     if (!token.startsWith(TOKEN_PREFIX)) return null;
     const record = await em.findOne(ApiToken, { tokenHash: hashToken(token) });
     if (!record || !this.isUsable(record)) return null;
-    return { tokenId: record.id, name: record.name, role: record.role, expiresAt: record.expiresAt };
+    return {
+      tokenId: record.id,
+      name: record.name,
+      role: record.role,
+      expiresAt: record.expiresAt,
+      siteId: record.siteId,
+    };
   }
 
   /** Still valid now? Long-lived connections call this again to notice revocation and expiry. */

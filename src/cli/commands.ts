@@ -61,7 +61,7 @@ export async function runMigrate(config: Config, logger: Logger): Promise<number
 export async function runTokenCreate(
   config: Config,
   logger: Logger,
-  options: { role: string; name: string; expiresInDays?: number },
+  options: { role: string; name: string; site?: string; expiresInDays?: number },
 ): Promise<number> {
   const services = await createServices(config, logger);
   try {
@@ -72,6 +72,7 @@ export async function runTokenCreate(
     const { token, record } = await services.tokens.create(services.database.orm.em.fork(), {
       name: options.name,
       role: options.role,
+      siteId: options.site ?? null,
       ...(expiresAt ? { expiresAt } : {}),
       actor: `cli:${process.env.USER ?? 'unknown'}`,
     });

@@ -45,14 +45,15 @@ program
     process.exitCode = await runMigrate(config, logger);
   });
 
-const token = program.command('token').description('operator and integration tokens');
+const token = program.command('token').description('operator, integration and site controller tokens');
 token
   .command('create')
   .description('create a token; its secret is printed once')
   .addOption(new Option('--role <role>', 'what the token may do').choices(ROLES).makeOptionMandatory())
   .requiredOption('--name <name>', 'who or what holds it')
+  .option('--site <site_id>', 'the site a site-role token sends heartbeats for (that role only)')
   .option('--expires-in-days <days>', 'expire after this many days', (value) => Number.parseInt(value, 10))
-  .action(async (options: { role: string; name: string; expiresInDays?: number }) => {
+  .action(async (options: { role: string; name: string; site?: string; expiresInDays?: number }) => {
     const { config, logger } = setup();
     process.exitCode = await runTokenCreate(config, logger, options);
   });

@@ -15,6 +15,7 @@ import { PolicyBundleSchema } from '../policy/policy-bundle.entity.js';
 import { RiskFactorSchema } from '../risk/risk-factor.entity.js';
 import { RiskHistoryEntrySchema } from '../risk/risk-history.entity.js';
 import { RateLimitWindowSchema } from '../ratelimit/rate-limit.entity.js';
+import { SiteSchema } from '../sites/site.entity.js';
 
 /** Every entity the ORM knows; a domain adds its schemas here. */
 export const entities = [
@@ -35,4 +36,5 @@ export const entities = [
   PolicyBundleSchema,
   RiskFactorSchema,
   RiskHistoryEntrySchema,
+  SiteSchema,
 ];

@@ -12,6 +12,7 @@ import './types/enrollment-groups.js';
 import './types/attestation.js';
 import './types/risk.js';
 import './types/policy.js';
+import './types/sites.js';
 
 /** The schema, sorted so the printed file changes only when the API does. */
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -51,6 +51,8 @@ export interface EmbeddedBrokerOptions {
    * Receives the presented chain (DER, leaf first); resolves to the device id, or undefined to refuse.
    */
   authenticateManufacturerChain?: (chain: Buffer[]) => Promise<string | undefined>;
+  /** Whether this device is the controller of that site: who may publish the site's heartbeats. */
+  isSiteController?: (deviceId: string, siteId: string) => Promise<boolean>;
   /** Extra publish policy for devices (isolation); called after the topic rules passed. */
   canPublish?: (identity: MqttIdentity, topic: string) => Promise<boolean>;
   logger: Logger;
@@ -206,7 +208,14 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     // A device must not plant retained state that every later subscriber would receive.
     if (packet.retain) return 'retained messages are not accepted from devices';
     const parsed = parseTopic(packet.topic);
-    if (!parsed || !DEVICE_PUBLISH_KINDS.has(parsed.kind)) return 'topic not open to devices';
+    if (parsed?.kind === 'siteHeartbeat') {
+      // Stops any device from keeping a site looking alive (and hiding that its controller is down).
+      const controller =
+        identity.kind === 'device' &&
+        options.isSiteController !== undefined &&
+        (await options.isSiteController(identity.deviceId, parsed.siteId));
+      if (!controller) return 'only the site controller may send its heartbeats';
+    } else if (!parsed || !DEVICE_PUBLISH_KINDS.has(parsed.kind)) return 'topic not open to devices';
     // A manufacturer certificate only buys the right to ask for an enrollment token.
     if (identity.kind === 'bootstrap' && parsed.kind !== 'enroll')
       return 'bootstrap identities may only enroll';

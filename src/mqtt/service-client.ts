@@ -137,7 +137,9 @@ export function createServiceMqttClient(options: ServiceMqttClientOptions): Serv
     // A refusal (e.g. the broker not trusting us yet) should be retried with backoff, not end the client.
     reconnectOnConnackError: true,
     connectTimeout: options.connectTimeoutMs ?? 10_000,
-    ...(options.tls
+    // mqtt.js switches to TLS whenever key and cert are given, even for an mqtt:// URL (a plain
+    // listener then drops the connection as a protocol error): pass them for mqtts:// only.
+    ...(options.tls && new URL(options.url).protocol === 'mqtts:'
       ? {
           key: options.tls.keyPem,
           cert: options.tls.certPem,

@@ -16,6 +16,10 @@ export interface AppEvents {
   'policy.published': { deviceType: string; version: number };
   /** An entry was added to a case's timeline (a note, a status change, evidence, ...). */
   'case.event-recorded': CaseEventRecordedEvent;
+  /** A site was created or changed, or its controller came back (a heartbeat after STALE/DOWN). */
+  'site.changed': { siteId: string; change: 'created' | 'updated' | 'live' };
+  /** Devices that were offline (or never seen) sent a message again; written with their last-seen time. */
+  'device.presence': { deviceIds: string[]; at: string };
 }
 
 export interface CaseEventRecordedEvent {

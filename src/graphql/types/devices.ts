@@ -75,7 +75,6 @@ DeviceRef.implement({
     deviceId: t.exposeString('deviceId'),
     type: t.field({ type: DeviceTypeEnum, resolve: (device) => device.type }),
     model: t.exposeString('model', { nullable: true }),
-    site: t.string({ nullable: true, description: 'The site id', resolve: (device) => device.siteId }),
     criticality: t.field({ type: CriticalityEnum, resolve: (device) => device.criticality }),
     attestationStatus: t.field({
       type: AttestationStatusEnum,
@@ -146,6 +145,7 @@ const DeviceFilterInput = builder.inputType('DeviceFilter', {
     riskAbove: t.int({ description: 'Risk score strictly above this value' }),
     isolated: t.boolean(),
     pendingLongerThanSeconds: t.int({ description: 'PENDING devices registered more than this long ago' }),
+    online: t.boolean({ description: 'Devices heard from within the online window (true) or not (false)' }),
   }),
 });
 
@@ -186,7 +186,11 @@ function decodeDeviceCursor(order: DeviceOrderField, cursor: string): DeviceKey 
 
 type DeviceFilterArgs = typeof DeviceFilterInput.$inferInput;
 
-function toListFilter(input: DeviceFilterArgs | null | undefined, now: Date): DeviceListFilter {
+function toListFilter(
+  input: DeviceFilterArgs | null | undefined,
+  now: Date,
+  onlineCutoff: Date,
+): DeviceListFilter {
   return {
     attestationStatus: input?.attestationStatus ?? undefined,
     type: input?.type ?? undefined,
@@ -202,6 +206,7 @@ function toListFilter(input: DeviceFilterArgs | null | undefined, now: Date): De
       input?.pendingLongerThanSeconds == null
         ? undefined
         : new Date(now.getTime() - input.pendingLongerThanSeconds * 1000),
+    online: typeof input?.online === 'boolean' ? { value: input.online, cutoff: onlineCutoff } : undefined,
   };
 }
 
@@ -224,7 +229,11 @@ builder.queryField('devices', (t) =>
       description: `The fleet, in device-id order unless asked; ${PAGE_SIZE.default} per page unless asked, at most ${PAGE_SIZE.max}`,
       args: { filter: t.arg({ type: DeviceFilterInput }), orderBy: t.arg({ type: DeviceOrderInput }) },
       resolve: async (_root, args, context) => {
-        const listFilter = toListFilter(args.filter, context.services.clock.now());
+        const listFilter = toListFilter(
+          args.filter,
+          context.services.clock.now(),
+          context.services.sites.onlineCutoff(),
+        );
         const order = {
           field: args.orderBy?.field ?? 'DEVICE_ID',
           ascending: (args.orderBy?.direction ?? 'ASC') === 'ASC',

@@ -12,6 +12,7 @@ const ApiTokenRef = builder.objectRef<ApiToken>('ApiToken').implement({
     createdAt: t.field({ type: 'DateTime', resolve: (token) => token.createdAt }),
     expiresAt: t.field({ type: 'DateTime', nullable: true, resolve: (token) => token.expiresAt }),
     revokedAt: t.field({ type: 'DateTime', nullable: true, resolve: (token) => token.revokedAt }),
+    siteId: t.exposeString('siteId', { nullable: true, description: 'The site a SITE token speaks for' }),
   }),
 });
 
@@ -30,12 +31,16 @@ builder.mutationField('createApiToken', (t) =>
     args: {
       name: t.arg.string({ required: true }),
       role: t.arg({ type: RoleEnum, required: true }),
+      site: t.arg.string({
+        description: 'Required for role SITE, refused otherwise: the one site it heartbeats',
+      }),
       expiresAt: t.arg({ type: 'DateTime' }),
     },
     resolve: async (_root, args, context) => {
       const { token, record } = await context.services.tokens.create(context.em, {
         name: args.name,
         role: args.role.toLowerCase(),
+        siteId: args.site ?? null,
         ...(args.expiresAt ? { expiresAt: args.expiresAt } : {}),
         actor: actorOf(context.viewer),
       });

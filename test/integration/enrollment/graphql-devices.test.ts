@@ -63,7 +63,7 @@ const matching = (pattern: RegExp): unknown => expect.stringMatching(pattern);
 
 const commitmentOf = (seed: string) => `sha256:${createHash('sha256').update(seed).digest('hex')}`;
 
-const DEVICE_FIELDS = `id deviceId type model site criticality attestationStatus enrollmentState
+const DEVICE_FIELDS = `id deviceId type model siteId criticality attestationStatus enrollmentState
   cdiCommitment expectedCdiCommitment nextChallengeAt registeredAt updatedAt`;
 
 const REGISTER = `mutation ($input: RegisterDeviceInput!) {
@@ -136,7 +136,7 @@ interface DeviceView {
   id: string;
   deviceId: string;
   type: string;
-  site: string | null;
+  siteId: string | null;
   criticality: string;
   attestationStatus: string;
   enrollmentState: string;
@@ -220,7 +220,7 @@ describe('registerDevice', () => {
           deviceId: 'reg-plc-1',
           type: 'PLC',
           model: 'S7-1500',
-          site: 'plant-a',
+          siteId: 'plant-a',
           criticality: 'CRITICAL',
           attestationStatus: 'PENDING',
           enrollmentState: 'REGISTERED',
@@ -296,7 +296,7 @@ describe('importDeviceInventory', () => {
     });
     expect(await device('imp-rtu-1')).toMatchObject({
       type: 'RTU',
-      site: 'plant-b',
+      siteId: 'plant-b',
       criticality: 'CRITICAL',
     });
     expect(await device('imp-bad-2')).toBeNull();

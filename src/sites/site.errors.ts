@@ -1,0 +1,7 @@
+import { NotFoundError } from '../shared/errors.js';
+
+export class SiteNotFoundError extends NotFoundError {
+  constructor(readonly siteId: string) {
+    super(`site ${siteId} not found`, 'site-not-found');
+  }
+}
