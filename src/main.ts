@@ -190,13 +190,20 @@ export async function startService(
       disconnectRevokedDevices(services, broker);
     }
     const extraCa = config.mqttCaFile ? [await readFile(config.mqttCaFile, 'utf8')] : [];
+    const mqttUrl = config.mqttUrl ?? `mqtts://127.0.0.1:${broker!.port}`;
     const mqttClient = createServiceMqttClient({
-      url: config.mqttUrl ?? `mqtts://127.0.0.1:${broker!.port}`,
-      tls: {
-        keyPem: serviceClient.privateKeyPem,
-        certPem: serviceClient.certificatePem + serviceClient.chainPem,
-        caPems: [...trustPems, ...extraCa],
-      },
+      url: mqttUrl,
+      // mqtt.js turns an mqtt:// URL into mqtts:// when given a client certificate, and a plain
+      // broker then drops the TLS handshake as a protocol error: certificates only for mqtts://.
+      ...(mqttUrl.startsWith('mqtts:')
+        ? {
+            tls: {
+              keyPem: serviceClient.privateKeyPem,
+              certPem: serviceClient.certificatePem + serviceClient.chainPem,
+              caPems: [...trustPems, ...extraCa],
+            },
+          }
+        : {}),
       clientId: `fleetproof-service-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
       logger: logger.child({ component: 'mqtt-client' }),
       ...(broker ? { protocolVersion: 4 as const } : {}),

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AttestationResult } from '../../../src/attestation/attestation-result.entity.js';
 import { AuditEvent } from '../../../src/audit/audit-event.entity.js';
@@ -35,7 +36,7 @@ async function until<T>(probe: () => Promise<T> | T, done: (value: T) => boolean
     if (done(value)) return value;
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
-  throw new Error('condition not reached');
+  throw new Error(`condition not reached: ${JSON.stringify(await probe())}`);
 }
 
 const ISOLATION_RESULT = `
@@ -111,11 +112,11 @@ async function challenge(device: OpensslDevice): Promise<Challenge> {
   return next;
 }
 
-async function telemetryCount(result: string): Promise<number> {
-  const metrics = await (await fetch(`${service.app.urls.http}/metrics`)).text();
+async function messageCount(result: string, kind = 'telemetry', of: TestService = service): Promise<number> {
+  const metrics = await (await fetch(`${of.app.urls.http}/metrics`)).text();
   const line = metrics
     .split('\n')
-    .find((entry) => entry.startsWith(`fleetproof_mqtt_messages_total{kind="telemetry",result="${result}"}`));
+    .find((entry) => entry.startsWith(`fleetproof_mqtt_messages_total{kind="${kind}",result="${result}"}`));
   return line ? Number(line.split(' ').pop()) : 0;
 }
 
@@ -131,7 +132,7 @@ describe('isolation', () => {
   it("refuses an isolated device's telemetry in the embedded broker while its attestation response still passes; release restores it", async () => {
     const device = await approvedDevice('isolated');
     const topic = `cps/telemetry/${device.deviceId}`;
-    const accepted = await telemetryCount('accepted');
+    const accepted = await messageCount('accepted');
 
     expect(await mutate(isolate, device.deviceId, 'beaconing to a known C2 address')).toEqual({
       __typename: 'MutationIsolateDeviceSuccess',
@@ -152,8 +153,8 @@ describe('isolation', () => {
     expect((await answer(device, await challenge(device), 'cps/attest/response')).outcome).toBe('PASS');
     expect(device.client.connected).toBe(true);
     // The broker refused it: the service's handlers never saw the telemetry, not even to drop it.
-    expect(await telemetryCount('accepted')).toBe(accepted);
-    expect(await telemetryCount('isolated')).toBe(0);
+    expect(await messageCount('accepted')).toBe(accepted);
+    expect(await messageCount('isolated')).toBe(0);
 
     expect(await mutate(release, device.deviceId, 'C2 traffic was a false positive')).toEqual({
       __typename: 'MutationReleaseDeviceSuccess',
@@ -162,7 +163,7 @@ describe('isolation', () => {
     await waitForBroker(device.deviceId, false);
     await device.client.publishAsync(topic, TELEMETRY, { qos: 1 });
     await until(
-      () => telemetryCount('accepted'),
+      () => messageCount('accepted'),
       (count) => count === accepted + 1,
     );
     expect(device.client.connected).toBe(true);
@@ -287,3 +288,56 @@ describe('isolation', () => {
     expect((await em().findOneOrFail(Device, { deviceId })).isolated).toBe(false);
   });
 });
+
+// CI runs Mosquitto at mqtt://127.0.0.1:1883 (plain, anonymous): its ACL is not ours, so the service
+// refuses what an isolated device sends there (the broker-side rule is in the README). The second
+// instance shares the first one's PostgreSQL database.
+describe.runIf(process.env.MQTT_URL && process.env.DATABASE_URL)(
+  'isolation behind an external broker',
+  () => {
+    it('drops the telemetry and enrollment requests of a device isolated before the instance started', async () => {
+      const isolated = uniqueId('external');
+      const free = uniqueId('external-free');
+      for (const deviceId of [isolated, free])
+        await service.services.inventory.register(em(), { device_id: deviceId, device_type: 'PLC' }, 'test');
+      await mutate(isolate, isolated, 'isolated while the other instance was down');
+
+      const external = await startTestService({
+        mqtt: 'env',
+        databaseUrl: service.config.databaseUrl ?? '',
+        dataDir: service.dataDir,
+      });
+      const client = await mqtt.connectAsync(process.env.MQTT_URL ?? '', { reconnectPeriod: 0 });
+      // Other test files' instances share this broker and answer too, so only this instance's own
+      // counters tell what it did.
+      const counts = (kind: string, ...results: string[]) =>
+        Promise.all(results.map((result) => messageCount(result, kind, external))).then((values) =>
+          values.reduce((sum, value) => sum + value, 0),
+        );
+      try {
+        const request = JSON.stringify({
+          cdi_commitment: `sha256:${'ab'.repeat(32)}`,
+          device_type: 'PLC',
+          fw: '1',
+        });
+        await client.publishAsync(`cps/enroll/${isolated}`, request, { qos: 1 });
+        await client.publishAsync(`cps/telemetry/${isolated}`, TELEMETRY, { qos: 1 });
+        await until(
+          async () => [await counts('enroll', 'isolated'), await counts('telemetry', 'isolated')],
+          (values) => values.every((value) => value === 1),
+        );
+        // The same messages from a device that is not isolated are handled.
+        await client.publishAsync(`cps/enroll/${free}`, request, { qos: 1 });
+        await client.publishAsync(`cps/telemetry/${free}`, TELEMETRY, { qos: 1 });
+        await until(
+          async () => [await counts('enroll', 'issued', 'refused'), await counts('telemetry', 'accepted')],
+          (values) => values.every((value) => value === 1),
+        );
+        expect(await counts('enroll', 'isolated')).toBe(1);
+      } finally {
+        await client.endAsync(true);
+        await external.close();
+      }
+    });
+  },
+);
