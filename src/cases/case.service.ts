@@ -338,18 +338,6 @@ export class CaseService {
     return em.count(Case, await this.listWhere(em, filter));
   }
 
-  /** Oldest first (by seq); `reversed` for pages read backwards. */
-  async timeline(em: EntityManager, caseRef: string, page: KeysetPage): Promise<CaseEvent[]> {
-    const seq: Record<string, string> = {};
-    if (page.after !== undefined) seq.$gt = page.after;
-    if (page.before !== undefined) seq.$lt = page.before;
-    return em.find(
-      CaseEvent,
-      { caseRef, ...(Object.keys(seq).length ? { seq } : {}) },
-      { orderBy: { seq: page.reversed ? 'desc' : 'asc' }, limit: page.limit },
-    );
-  }
-
   /** The cases of each device (row ids), newest first: two statements for any number of devices. */
   async casesOfDevices(
     em: EntityManager,

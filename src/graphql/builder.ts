@@ -21,6 +21,8 @@ export interface FleetSchemaTypes {
   DefaultFieldNullability: false;
   DefaultEdgesNullability: false;
   DefaultNodeNullability: false;
+  /** Every connection counts its rows, lazily: the count runs only when a client selects it. */
+  Connection: { totalCount: () => Promise<number> };
 }
 
 type FleetBuilder = PothosSchemaTypes.SchemaBuilder<PothosSchemaTypes.ExtendDefaultTypes<FleetSchemaTypes>>;
@@ -69,6 +71,13 @@ export const builder: FleetBuilder = new SchemaBuilder<FleetSchemaTypes>({
   },
   defaultFieldNullability: false,
 });
+
+builder.globalConnectionField('totalCount', (t) =>
+  t.int({
+    description: 'Rows matching the arguments across all pages (counted only when selected)',
+    resolve: (connection) => connection.totalCount(),
+  }),
+);
 
 builder.queryType({ authScopes: { viewer: true } });
 builder.mutationType({ authScopes: { viewer: true } });

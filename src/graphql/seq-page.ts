@@ -1,7 +1,7 @@
 import type { EntityName, FilterQuery } from '@mikro-orm/core';
-import { resolveCursorConnection, type DefaultConnectionArguments } from '@pothos/plugin-relay';
+import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
 import type { GraphQLContext } from './context.js';
-import { PAGE_SIZE, decodeCursor, encodeCursor } from './cursor.js';
+import { decodeCursor, encodeCursor, keysetConnection } from './cursor.js';
 
 /**
  * A Relay page over rows keyed on `seq`, which only grows: a cursor stays valid forever, so a reader
@@ -16,13 +16,9 @@ export async function seqPage<T extends { seq: string }>(
   order: 'oldest-first' | 'newest-first',
 ) {
   const ascending = order === 'oldest-first';
-  const connection = await resolveCursorConnection<Promise<T[]>>(
-    {
-      args,
-      toCursor: (row) => encodeCursor(cursorKind, row.seq),
-      defaultSize: PAGE_SIZE.default,
-      maxSize: PAGE_SIZE.max,
-    },
+  const connection = await keysetConnection(
+    args,
+    (row: T) => encodeCursor(cursorKind, row.seq),
     ({ before, after, limit, inverted }) => {
       const seq: Record<string, string> = {};
       if (after) seq[ascending ? '$gt' : '$lt'] = decodeCursor(cursorKind, after);

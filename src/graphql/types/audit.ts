@@ -1,9 +1,9 @@
-import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { AuditEvent } from '../../audit/audit-event.entity.js';
 import { builder } from '../builder.js';
-import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
+import { encodeCursor } from '../cursor.js';
 import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
+import { seqPage } from '../seq-page.js';
 import { feedUnion, subscriberFeed } from './feeds.js';
 
 const CURSOR_KIND = 'audit';
@@ -41,24 +41,7 @@ builder.queryField('auditEvents', (t) =>
     type: AuditEventRef,
     authScopes: { admin: true },
     description: 'The audit trail in chain order; resume from any cursor without gaps or duplicates',
-    resolve: (_root, args, context) =>
-      resolveCursorConnection<Promise<AuditEvent[]>>(
-        {
-          args,
-          toCursor: (event) => encodeCursor(CURSOR_KIND, event.seq),
-          defaultSize: PAGE_SIZE.default,
-          maxSize: PAGE_SIZE.max,
-        },
-        async ({ before, after, limit, inverted }): Promise<AuditEvent[]> => {
-          const seq: Record<string, string> = {};
-          if (after) seq.$gt = decodeCursor(CURSOR_KIND, after);
-          if (before) seq.$lt = decodeCursor(CURSOR_KIND, before);
-          return context.em.find(AuditEvent, Object.keys(seq).length ? { seq } : {}, {
-            orderBy: { seq: inverted ? 'desc' : 'asc' },
-            limit,
-          });
-        },
-      ),
+    resolve: (_root, args, context) => seqPage(context, args, AuditEvent, CURSOR_KIND, {}, 'oldest-first'),
   }),
 );
 

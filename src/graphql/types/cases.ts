@@ -1,7 +1,6 @@
-import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { GraphQLError } from 'graphql';
 import { actorOf } from '../../auth/token.service.js';
-import { CASE_EVENT_KINDS, type CaseEventKind } from '../../cases/case-event.entity.js';
+import { CASE_EVENT_KINDS, CaseEvent, type CaseEventKind } from '../../cases/case-event.entity.js';
 import { CASE_SEVERITIES, CASE_SOURCES, CASE_STATUSES, Case } from '../../cases/case.entity.js';
 import { CaseNotFoundError } from '../../cases/case.errors.js';
 import type { Attachment } from '../../cases/case.rules.js';
@@ -15,9 +14,10 @@ import {
 import type { CaseEventRecordedEvent } from '../../shared/events.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
+import { PAGE_SIZE, decodeCursor, encodeCursor, keysetConnection } from '../cursor.js';
 import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
+import { seqPage } from '../seq-page.js';
 import { feedUnion, freshItem, subscriberFeed } from './feeds.js';
 import { DeviceRef } from './devices.js';
 import { ErrorInterface } from './errors.js';
@@ -134,15 +134,7 @@ CaseRef.implement({
       type: CaseEventRef,
       description: `Oldest first; ${PAGE_SIZE.default} per page unless asked, at most ${PAGE_SIZE.max}`,
       resolve: (record, args, context) =>
-        resolveCursorConnection<Promise<CaseEventShape[]>>(
-          {
-            args,
-            toCursor: (event: CaseEventShape) => encodeCursor(EVENT_CURSOR, event.seq),
-            defaultSize: PAGE_SIZE.default,
-            maxSize: PAGE_SIZE.max,
-          },
-          (page) => context.services.cases.timeline(context.em, record.id, keyset(EVENT_CURSOR, page)),
-        ),
+        seqPage(context, args, CaseEvent, EVENT_CURSOR, { caseRef: record.id }, 'oldest-first'),
     }),
   }),
 });
@@ -198,13 +190,9 @@ builder.queryField('cases', (t) =>
           ...(typeof args.filter?.deviceId === 'string' ? { deviceId: args.filter.deviceId } : {}),
           ...(typeof args.filter?.assignee === 'string' ? { assignee: args.filter.assignee } : {}),
         };
-        const connection = await resolveCursorConnection<Promise<Case[]>>(
-          {
-            args,
-            toCursor: (record: Case) => encodeCursor(CASE_CURSOR, String(record.number)),
-            defaultSize: PAGE_SIZE.default,
-            maxSize: PAGE_SIZE.max,
-          },
+        const connection = await keysetConnection(
+          args,
+          (record: Case) => encodeCursor(CASE_CURSOR, String(record.number)),
           (page) => context.services.cases.list(context.em, wanted, keyset(CASE_CURSOR, page)),
         );
         // Counted only when selected.
@@ -213,12 +201,6 @@ builder.queryField('cases', (t) =>
     },
     {
       name: 'CaseConnection',
-      fields: (tc) => ({
-        totalCount: tc.int({
-          description: 'Cases matching the filter, across all pages',
-          resolve: (connection) => connection.totalCount(),
-        }),
-      }),
     },
     { name: 'CaseEdge' },
   ),

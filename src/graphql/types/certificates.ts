@@ -1,6 +1,15 @@
 import { CERTIFICATE_STATUSES, DeviceCertificate } from '../../certificates/device-certificate.entity.js';
 import { REVOCATION_REASONS, type RevocationReason } from '../../enrollment/device-lifecycle.service.js';
+import {
+  countCertificates,
+  listCertificates,
+  type CertificateKey,
+  type CertificateListFilter,
+} from '../../certificates/certificate-list.js';
+import { Device } from '../../devices/device.entity.js';
 import { builder } from '../builder.js';
+import { PAGE_SIZE, decodeCursor, encodeCursor, keysetConnection } from '../cursor.js';
+import { GraphQLError } from 'graphql';
 import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
 
@@ -38,3 +47,57 @@ export const CertificateRef = builder.objectRef<DeviceCertificate>('Certificate'
 });
 
 rowNode(CertificateRef, DeviceCertificate, 'id', validKey.uuid);
+
+const CURSOR_KIND = 'certificate';
+
+const CertificateFilterInput = builder.inputType('CertificateFilter', {
+  fields: (t) => ({
+    deviceId: t.string(),
+    status: t.field({ type: [CertificateStatusEnum] }),
+    expiringBefore: t.field({ type: 'DateTime', description: 'Only certificates valid until before this' }),
+  }),
+});
+
+builder.queryField('certificates', (t) =>
+  t.connection({
+    type: CertificateRef,
+    authScopes: { viewer: true },
+    description: `Certificates the CA issued, newest first; ${PAGE_SIZE.default} per page unless asked, at most ${PAGE_SIZE.max}`,
+    args: { filter: t.arg({ type: CertificateFilterInput }) },
+    resolve: async (_root, args, context) => {
+      const filter: CertificateListFilter = {
+        statuses: args.filter?.status ?? undefined,
+        expiringBefore: args.filter?.expiringBefore ?? undefined,
+      };
+      if (typeof args.filter?.deviceId === 'string') {
+        const device = await context.em.findOne(
+          Device,
+          { deviceId: args.filter.deviceId },
+          { fields: ['id'] },
+        );
+        filter.deviceRefs = device ? [device.id] : [];
+      }
+      const connection = await keysetConnection(
+        args,
+        (certificate: DeviceCertificate) => encodeCursor(CURSOR_KIND, `${certificate.issuedAt.toISOString()}|${certificate.id}`),
+        ({ after, before, limit, inverted }) =>
+          listCertificates(context.em, filter, {
+            after: after === undefined ? undefined : decodeKey(after),
+            before: before === undefined ? undefined : decodeKey(before),
+            limit,
+            reversed: inverted,
+          }),
+      );
+      return { ...connection, totalCount: () => countCertificates(context.em, filter) };
+    },
+  }),
+);
+
+function decodeKey(cursor: string): CertificateKey {
+  const [issuedAt, id] = decodeCursor(CURSOR_KIND, cursor).split('|');
+  const instant = new Date(issuedAt ?? '');
+  if (Number.isNaN(instant.getTime()) || id === undefined || !validKey.uuid(id)) {
+    throw new GraphQLError(`Invalid cursor for ${CURSOR_KIND}`, { extensions: { code: 'INVALID_CURSOR' } });
+  }
+  return { issuedAt: instant, id };
+}

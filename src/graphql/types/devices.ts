@@ -1,4 +1,3 @@
-import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { actorOf } from '../../auth/token.service.js';
 import { DeviceCertificate } from '../../certificates/device-certificate.entity.js';
 import {
@@ -30,7 +29,7 @@ import type { DeviceChangedEvent } from '../../shared/events.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { GraphQLError } from 'graphql';
-import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
+import { PAGE_SIZE, decodeCursor, encodeCursor, keysetConnection } from '../cursor.js';
 import { CertificateRef, RevocationReasonEnum } from './certificates.js';
 import { feedUnion, freshItem, subscriberFeed } from './feeds.js';
 
@@ -238,14 +237,10 @@ builder.queryField('devices', (t) =>
           field: args.orderBy?.field ?? 'DEVICE_ID',
           ascending: (args.orderBy?.direction ?? 'ASC') === 'ASC',
         };
-        const connection = await resolveCursorConnection<Promise<Device[]>>(
-          {
-            args,
-            toCursor: (device: Device) =>
-              encodeDeviceCursor(order.field, context.services.inventory.orderKey(device, order.field)),
-            defaultSize: PAGE_SIZE.default,
-            maxSize: PAGE_SIZE.max,
-          },
+        const connection = await keysetConnection(
+          args,
+          (device: Device) =>
+            encodeDeviceCursor(order.field, context.services.inventory.orderKey(device, order.field)),
           ({ before, after, limit, inverted }): Promise<Device[]> =>
             context.services.inventory.list(context.em, listFilter, {
               order,
@@ -261,12 +256,6 @@ builder.queryField('devices', (t) =>
     },
     {
       name: 'DeviceConnection',
-      fields: (tc) => ({
-        totalCount: tc.int({
-          description: 'Devices matching the filter, across all pages',
-          resolve: (connection) => connection.totalCount(),
-        }),
-      }),
     },
     { name: 'DeviceEdge' },
   ),

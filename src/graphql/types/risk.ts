@@ -67,12 +67,6 @@ builder.objectFields(DeviceRef, (t) => ({
     },
     {
       name: 'RiskFactorConnection',
-      fields: (tc) => ({
-        totalCount: tc.int({
-          description: 'Entries in the whole trail',
-          resolve: (connection) => connection.totalCount(),
-        }),
-      }),
     },
     { name: 'RiskFactorEdge' },
   ),

@@ -161,31 +161,41 @@ describe('attestation results in GraphQL', () => {
       });
 
       const page = await graphql<{
-        attestationResults: { edges: Array<{ cursor: string; node: { challengeId: string } }> };
+        attestationResults: {
+          totalCount: number;
+          edges: Array<{ cursor: string; node: { challengeId: string } }>;
+        };
       }>(
         service.app.urls.graphql,
         viewer,
-        `{ attestationResults(filter: { deviceId: "${device.deviceId}" }) { edges { cursor node { challengeId } } } }`,
+        `{ attestationResults(filter: { deviceId: "${device.deviceId}" }) { totalCount edges { cursor node { challengeId } } } }`,
       );
+      expect(page.body.data?.attestationResults.totalCount).toBe(1);
       expect(page.body.data?.attestationResults.edges.map((edge) => edge.cursor)).toEqual([
         event.data.attestationEvents.cursor,
       ]);
-      const after = await graphql<{ attestationResults: { edges: unknown[] } }>(
+      const after = await graphql<{ attestationResults: { totalCount: number; edges: unknown[] } }>(
         service.app.urls.graphql,
         viewer,
-        `{ attestationResults(after: "${event.data.attestationEvents.cursor}", filter: { deviceId: "${device.deviceId}" }) { edges { cursor } } }`,
+        `{ attestationResults(after: "${event.data.attestationEvents.cursor}", filter: { deviceId: "${device.deviceId}" }) { totalCount edges { cursor } } }`,
       );
-      expect(after.body.data?.attestationResults.edges).toEqual([]);
+      // The count is of the whole filtered list, whichever page is read.
+      expect(after.body.data?.attestationResults).toEqual({ totalCount: 1, edges: [] });
       const deviceView = await graphql<{
-        device: { lastAttestation: { outcome: string }; consecutiveFailures: number };
+        device: {
+          lastAttestation: { outcome: string };
+          consecutiveFailures: number;
+          attestations: { totalCount: number };
+        };
       }>(
         service.app.urls.graphql,
         viewer,
-        `{ device(deviceId: "${device.deviceId}") { consecutiveFailures lastAttestation { outcome } } }`,
+        `{ device(deviceId: "${device.deviceId}") { consecutiveFailures lastAttestation { outcome } attestations { totalCount } } }`,
       );
       expect(deviceView.body.data?.device).toEqual({
         consecutiveFailures: 0,
         lastAttestation: { outcome: 'PASS' },
+        attestations: { totalCount: 1 },
       });
       await events.return?.();
       await client.dispose();

@@ -98,6 +98,7 @@ const auditOf = (number: number) =>
 
 async function timelineOf(number: number) {
   const { case: record } = await ok(viewer, CaseDocument, { number, first: 500 });
+  expect(record!.timeline.totalCount).toBe(record!.timeline.edges.length);
   return record!.timeline.edges.map((edge) => edge.node);
 }
 

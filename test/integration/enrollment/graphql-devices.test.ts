@@ -405,17 +405,21 @@ describe('devices connection', () => {
     expect(seen).toEqual(ids);
   });
 
-  it('caps a page at 500', async () => {
-    const big = await page({ first: 1000, filter: { deviceIdPrefix: 'pg-' } });
+  it('serves at most 500 per page and refuses a larger page instead of trimming it', async () => {
+    const big = await page({ first: 500, filter: { deviceIdPrefix: 'pg-' } });
     expect(idsOf(big)).toEqual(ids.slice(0, 500));
     expect(big.devices.pageInfo.hasNextPage).toBe(true);
     const rest = await page({
-      first: 1000,
+      first: 500,
       after: big.devices.pageInfo.endCursor,
       filter: { deviceIdPrefix: 'pg-' },
     });
     expect(idsOf(rest)).toEqual(ids.slice(500));
     expect(rest.devices.pageInfo.hasNextPage).toBe(false);
+    for (const size of [{ first: 501 }, { last: 1000 }]) {
+      const refused = await gql(viewer, DEVICES, { ...size, filter: { deviceIdPrefix: 'pg-' } });
+      expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'PAGE_SIZE_EXCEEDED', max: 500 });
+    }
   });
 
   it('pages backward with last and before', async () => {

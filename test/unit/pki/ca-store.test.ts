@@ -9,7 +9,7 @@ import {
   type PkiErrorCode,
 } from '../../../src/pki/index.js';
 import { CRL_URL, fakeLogger, PASSPHRASE } from './ca.fixture.js';
-import { opensslOk, scratchDir, type Scratch } from './openssl.helper.js';
+import { opensslOk, scratchDir, type Scratch } from '../../support/openssl.js';
 
 let scratch: Scratch;
 let dir: string;

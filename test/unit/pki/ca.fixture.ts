@@ -4,7 +4,7 @@ import {
   type CertificateAuthority,
   type PkiLogger,
 } from '../../../src/pki/index.js';
-import { scratchDir, type Scratch } from './openssl.helper.js';
+import { scratchDir, type Scratch } from '../../support/openssl.js';
 
 export const CRL_URL = 'https://127.0.0.1:8443/api/v1/cps/crl';
 export const PASSPHRASE = 'correct horse battery staple';

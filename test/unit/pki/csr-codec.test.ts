@@ -9,7 +9,7 @@ import {
   type ParsedCsr,
   type PkiErrorCode,
 } from '../../../src/pki/index.js';
-import { opensslCsr, opensslOk, scratchDir, type Scratch } from './openssl.helper.js';
+import { opensslCsr, opensslOk, scratchDir, type Scratch } from '../../support/openssl.js';
 
 const P256 = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'];
 const P384 = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384'];

@@ -9,7 +9,7 @@ import {
   derUnsignedInteger,
 } from '../../../src/pki/der.writer.js';
 import { derToPem, pemToDer, PkiError, sha256Hex, toBase64Lines } from '../../../src/pki/index.js';
-import { opensslOk } from './openssl.helper.js';
+import { opensslOk } from '../../support/openssl.js';
 
 const codeOf = (action: () => unknown): string => {
   try {

@@ -12,7 +12,7 @@ import {
   type PkiErrorCode,
 } from '../../../src/pki/index.js';
 import { createTestCa, CRL_URL, type TestCa } from './ca.fixture.js';
-import { opensslCsr, opensslOk } from './openssl.helper.js';
+import { opensslCsr, opensslOk } from '../../support/openssl.js';
 
 const CDI = `sha256:${'5a'.repeat(32)}`;
 const DAY_MS = 86_400_000;

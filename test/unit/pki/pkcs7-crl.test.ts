@@ -9,7 +9,7 @@ import {
   type IssuedDeviceCertificate,
 } from '../../../src/pki/index.js';
 import { createTestCa, type TestCa } from './ca.fixture.js';
-import { openssl, opensslBinary, opensslCsr, opensslOk } from './openssl.helper.js';
+import { openssl, opensslBinary, opensslCsr, opensslOk } from '../../support/openssl.js';
 
 let testCa: TestCa;
 let leaf: IssuedDeviceCertificate;

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PkiError, SERVICE_COMMON_NAME, SERVICE_URI, type IssuedCredential } from '../../../src/pki/index.js';
 import { createTestCa, type TestCa } from './ca.fixture.js';
-import { openssl, opensslOk } from './openssl.helper.js';
+import { openssl, opensslOk } from '../../support/openssl.js';
 
 let testCa: TestCa;
 let server: IssuedCredential;
