@@ -79,7 +79,8 @@ builder.queryField('certificates', (t) =>
       }
       const connection = await keysetConnection(
         args,
-        (certificate: DeviceCertificate) => encodeCursor(CURSOR_KIND, `${certificate.issuedAt.toISOString()}|${certificate.id}`),
+        (certificate: DeviceCertificate) =>
+          encodeCursor(CURSOR_KIND, `${certificate.issuedAt.toISOString()}|${certificate.id}`),
         ({ after, before, limit, inverted }) =>
           listCertificates(context.em, filter, {
             after: after === undefined ? undefined : decodeKey(after),
