@@ -92,9 +92,10 @@ export class DeviceIsolationService {
         return device;
       });
     } catch (error) {
-      // An illegal move is a decision too: the trail shows who tried it.
+      // An illegal move is a decision too: the trail shows who tried it. On a fork, so that an
+      // idempotency key enlisted on `em` is not claimed by a request that changed nothing.
       if (error instanceof InvalidTransitionError) {
-        await this.transactions.run(em, (tx) =>
+        await this.transactions.run(em.fork(), (tx) =>
           this.audit.record(tx, {
             actor,
             action: 'device.isolation-refused',

@@ -277,6 +277,41 @@ describe('isolation', () => {
     expect(await mutate(isolate, deviceId, '  ')).toMatchObject({ __typename: 'ValidationFailed' });
   });
 
+  it('runs once per idempotency key; a refused attempt keeps no key', async () => {
+    const deviceId = uniqueId('idempotent');
+    await service.services.inventory.register(em(), { device_id: deviceId, device_type: 'GATEWAY' }, 'test');
+    const send = async (query: string, reason: string, idempotencyKey: string) => {
+      const response = await fetch(service.app.urls.graphql, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${operator}` },
+        body: JSON.stringify({ query, variables: { id: deviceId, reason }, extensions: { idempotencyKey } }),
+      });
+      return (await response.json()) as {
+        data: Record<string, MutationResult>;
+        extensions?: { idempotentReplay?: boolean };
+      };
+    };
+    const key = `isolate-${deviceId}`;
+    const first = await send(isolate, 'suspicious firmware upload', key);
+    const retry = await send(isolate, 'suspicious firmware upload', key);
+    expect(first.data.isolateDevice?.__typename).toBe('MutationIsolateDeviceSuccess');
+    expect(retry).toMatchObject({ data: first.data, extensions: { idempotentReplay: true } });
+    expect(await em().count(AuditEvent, { action: 'device.isolated', subject: `device:${deviceId}` })).toBe(
+      1,
+    );
+
+    const refusedKey = `again-${deviceId}`;
+    expect((await send(isolate, 'once more', refusedKey)).data.isolateDevice?.__typename).toBe(
+      'InvalidTransition',
+    );
+    const rerun = await send(isolate, 'once more', refusedKey);
+    expect(rerun.data.isolateDevice?.__typename).toBe('InvalidTransition');
+    expect(rerun.extensions?.idempotentReplay).toBeUndefined();
+    expect(
+      await em().count(AuditEvent, { action: 'device.isolation-refused', subject: `device:${deviceId}` }),
+    ).toBe(2);
+  });
+
   it('is for operators only', async () => {
     const deviceId = uniqueId('viewer');
     await service.services.inventory.register(em(), { device_id: deviceId, device_type: 'SENSOR' }, 'test');
