@@ -8,7 +8,8 @@ const config: CodegenConfig = {
   generates: {
     'src/client/generated/': {
       preset: 'client',
-      presetConfig: { fragmentMasking: false },
+      // persisted-documents.json is the allow-list of FLEETPROOF_GRAPHQL_PERSISTED_ONLY mode.
+      presetConfig: { fragmentMasking: false, persistedDocuments: true },
       config: {
         emitLegacyCommonJSImports: false,
         useTypeImports: true,

@@ -4,6 +4,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { MAX_GRAPHQL_BODY_BYTES } from './graphql/limits.js';
+import { loadAllowList } from './graphql/persisted-operations.js';
 import { attachGraphQLWebSocket } from './graphql/ws.js';
 import { createGraphQLServer } from './graphql/yoga.js';
 import type { EmbeddedBroker, ServiceMqttClient } from './mqtt/index.js';
@@ -37,7 +38,9 @@ export interface App {
 export function buildApp(deps: AppDeps): App {
   const { config, services } = deps;
   const logger = services.logger;
+  const allowList = loadAllowList(config.graphql.persistedOperations);
   const yoga = createGraphQLServer(services, {
+    allowList,
     graphiql: config.graphiql,
     production: config.production,
     graphql: {
@@ -122,7 +125,7 @@ export function buildApp(deps: AppDeps): App {
         },
         handler,
       );
-      const closeWebSocket = attachGraphQLWebSocket([httpServer, httpsServer], yoga, services);
+      const closeWebSocket = attachGraphQLWebSocket([httpServer, httpsServer], yoga, services, allowList);
       await listen(httpServer, config.httpPort, config.httpHost);
       await listen(httpsServer, config.httpsPort, config.httpHost);
       const host = config.httpHost.includes(':') ? `[${config.httpHost}]` : config.httpHost;

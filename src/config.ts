@@ -57,6 +57,10 @@ const configSchema = z.object({
   /** Mutations a token may make per window (every instance counts against the same budget). */
   FLEETPROOF_MUTATION_RATE_PER_TOKEN: z.coerce.number().int().positive().default(300),
   FLEETPROOF_MUTATION_RATE_WINDOW_S: z.coerce.number().int().positive().max(86_400).default(60),
+  /** Refuse every GraphQL document that is not on the persisted-operations allow-list. */
+  FLEETPROOF_GRAPHQL_PERSISTED_ONLY: booleanFlag.default(false),
+  /** A persisted-operations manifest ({"sha256:<hex>": document}) instead of the bundled one. */
+  FLEETPROOF_GRAPHQL_ALLOW_LIST: z.string().min(1).optional(),
   /** Items held for a subscriber that is not reading before its events are dropped (and it is told). */
   FLEETPROOF_SUBSCRIPTION_BUFFER: z.coerce.number().int().min(2).max(100_000).default(256),
   /** How long a mutation's idempotency key (and its kept response) lives. */
@@ -109,6 +113,7 @@ export interface Config {
     readonly mutationRateLimit: { readonly limit: number; readonly windowSeconds: number };
     readonly idempotencyKeyTtlSeconds: number;
     readonly subscriptionBuffer: number;
+    readonly persistedOperations: { readonly only: boolean; readonly manifestPath: string | null };
   };
   readonly enrollment: {
     readonly certificateValidityDays: number;
@@ -183,6 +188,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       },
       idempotencyKeyTtlSeconds: raw.FLEETPROOF_IDEMPOTENCY_KEY_TTL_S,
       subscriptionBuffer: raw.FLEETPROOF_SUBSCRIPTION_BUFFER,
+      persistedOperations: {
+        only: raw.FLEETPROOF_GRAPHQL_PERSISTED_ONLY,
+        manifestPath: raw.FLEETPROOF_GRAPHQL_ALLOW_LIST ?? null,
+      },
     },
     enrollment: {
       certificateValidityDays: raw.FLEETPROOF_CERT_VALIDITY_DAYS,

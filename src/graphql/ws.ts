@@ -1,10 +1,12 @@
 import type { Server } from 'node:http';
+import { GraphQLError } from 'graphql';
 import type { ExecutionArgs, GraphQLSchema, execute, parse, subscribe, validate } from 'graphql';
 import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { Viewer } from '../auth/token.service.js';
 import type { Services } from '../services.js';
+import { operationText, type AllowList } from './persisted-operations.js';
 import type { FleetYoga } from './yoga.js';
 
 /** How often an open socket re-checks that its token is still valid (revocation, expiry). */
@@ -27,6 +29,7 @@ export function attachGraphQLWebSocket(
   servers: Server[],
   yoga: FleetYoga,
   services: Services,
+  allowList: AllowList,
 ): () => Promise<void> {
   const logger = services.logger.child({ component: 'graphql-ws' });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
@@ -81,7 +84,16 @@ export function attachGraphQLWebSocket(
           params: payload,
           request: new Request('http://localhost/graphql', { method: 'POST' }),
         }) as Enveloped;
-        const document = parse(payload.query);
+        let query: string | undefined;
+        try {
+          // The same allow-list as HTTP: a socket is no way around persisted-only mode.
+          query = operationText(allowList, payload);
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
+        if (query === undefined) return [new GraphQLError('Must provide query string.')];
+        const document = parse(query);
         const errors = validate(schema, document);
         if (errors.length > 0) return errors;
         const args: ExecutionArgs = {

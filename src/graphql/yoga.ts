@@ -8,6 +8,7 @@ import type { Services } from '../services.js';
 import type { GraphQLContext, GraphQLLimits } from './context.js';
 import { idempotencyPlugin } from './idempotency.js';
 import { operationLimitPlugins } from './limits.js';
+import { persistedOperationsPlugin, type AllowList } from './persisted-operations.js';
 import { schema } from './schema.js';
 
 export interface ServerContext {
@@ -28,7 +29,7 @@ export function unauthenticated(): GraphQLError {
 
 export function createGraphQLServer(
   services: Services,
-  options: { graphiql: boolean; production: boolean; graphql: GraphQLLimits },
+  options: { graphiql: boolean; production: boolean; graphql: GraphQLLimits; allowList: AllowList },
 ): FleetYoga {
   const logger = services.logger.child({ component: 'graphql' });
   return createYoga<ServerContext, GraphQLContext>({
@@ -36,7 +37,9 @@ export function createGraphQLServer(
     graphqlEndpoint: '/graphql',
     graphiql: options.graphiql ? { subscriptionsProtocol: 'WS', title: 'fleetproof' } : false,
     landingPage: false,
+    extraParamNames: ['documentId'],
     plugins: [
+      persistedOperationsPlugin(options.allowList),
       // A browser sends a "simple" request (GET, or a form-like POST) cross-site without a CORS
       // preflight. Bearer tokens are not ambient today, but a proxy that adds credentials or a
       // future cookie session would turn such a request into a forged operation: refuse them unless
