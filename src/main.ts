@@ -261,6 +261,8 @@ export async function startService(
         await presenceTask.stop();
         // What arrived since the last pass; MQTT is closed, so nothing more can be noted.
         await presenceTask.tick();
+        // Responses received before the MQTT client closed are decided before the database closes.
+        await services.attestation.drain();
         await services.database.close();
       },
     };

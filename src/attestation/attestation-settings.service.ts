@@ -60,6 +60,9 @@ const WEAKER_WHEN: Record<keyof AttestationSettingsValues, 'lower' | 'higher'> =
  * values from its next challenge on, with no restart, and every change is audited with before/after.
  */
 export class AttestationSettingsService {
+  /** The last version read: versions are immutable, so a copy stays right while the version does. */
+  #known: VersionedSettings | undefined;
+
   constructor(
     private readonly audit: AuditService,
     private readonly transactions: TransactionRunner,
@@ -82,6 +85,15 @@ export class AttestationSettingsService {
       };
     }
     return { ...latest, values: { ...DEFAULT_ATTESTATION_SETTINGS, ...latest.values } };
+  }
+
+  /**
+   * The settings of `version`, the one in force as the caller just read it (the hot path reads the
+   * version alongside its own rows instead of a query of its own): from memory unless it changed.
+   */
+  async atVersion(em: EntityManager, version: number): Promise<VersionedSettings> {
+    if (this.#known?.version !== version) this.#known = await this.current(em);
+    return this.#known;
   }
 
   /**

@@ -1,27 +1,48 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { AuditService } from '../audit/audit.service.js';
+import type { AuditInput, AuditService } from '../audit/audit.service.js';
 import type { CaseService } from '../cases/case.service.js';
-import { DeviceCertificate } from '../certificates/device-certificate.entity.js';
 import { deviceChanged } from '../devices/device-events.js';
-import { Device } from '../devices/device.entity.js';
+import { Device, type Criticality, type DeviceType } from '../devices/device.entity.js';
 import type { Metrics } from '../observability/metrics.js';
 import { approvedHashes } from '../policy/firmware-policy.js';
+import type { PolicyBundle } from '../policy/policy-bundle.entity.js';
 import type { PolicyBundleService } from '../policy/policy-bundle.service.js';
 import type { Clock } from '../shared/clock.js';
-import type { AttestationDecidedEvent } from '../shared/events.js';
+import type { AttestationDecidedEvent, DeviceChangedEvent } from '../shared/events.js';
 import { DeviceNotFoundError, InvalidTransitionError } from '../shared/errors.js';
+import { GroupCommit } from '../shared/group-commit.js';
 import type { Tx, TransactionRunner } from '../shared/transaction.js';
-import { AttestationResult, type FailureReason, type Outcome } from './attestation-result.entity.js';
+import type { FailureReason, Outcome } from './attestation-result.entity.js';
+import type { AttestationSettingsValues } from './attestation-settings.entity.js';
 import type { AttestationSettingsService } from './attestation-settings.service.js';
-import { AttestationChallenge } from './challenge.entity.js';
+import {
+  claimDueDevices,
+  insertChallenges,
+  lockChallenges,
+  lockOverdueChallenges,
+  writeDecisions,
+  type ChallengeClaim,
+  type DecisionRow,
+  type DeviceAttestationState,
+  type NewChallenge,
+  type ResultRow,
+} from './attestation.store.js';
 import type { EvidenceVerdict, EvidenceVerifier } from './evidence-verifier.js';
 
 /** Largest response accepted; a DICE response with a short chain is a few KiB. */
 export const MAX_RESPONSE_BYTES = 32 * 1024;
-/** Devices claimed per scheduler pass and per transaction. */
-const CLAIM_BATCH = 200;
+/** Devices claimed per scheduler pass and per transaction; overdue challenges likewise. */
+export const CLAIM_BATCH = 200;
+/**
+ * Group commit of responses: a group closes at GROUP_MAX responses or GROUP_DELAY_MS after its first,
+ * and GROUP_IN_FLIGHT groups run at once (one verifying while another waits on the database). A few
+ * milliseconds of waiting turn one transaction per response into one per group.
+ */
+const GROUP_MAX = 256;
+const GROUP_DELAY_MS = 3;
+const GROUP_IN_FLIGHT = 2;
 /** +-10 % on every interval, so a fleet approved at once spreads out instead of firing together. */
 const JITTER = 0.1;
 
@@ -61,14 +82,42 @@ export interface ResponseOrigin {
   receivedAt: Date;
 }
 
-export type ResponseDisposition = 'decided' | 'duplicate' | 'late' | 'unattributable' | 'malformed';
+/**
+ * What became of a response. `error`: verifying or recording it failed (the caller logs it); its
+ * challenge stays open and times out, so a crash never counts as a PASS (fail closed).
+ */
+export type ResponseDisposition = 'decided' | 'duplicate' | 'late' | 'unattributable' | 'malformed' | 'error';
+
+/** A response that passed the cheap checks, waiting for its group. */
+interface QueuedResponse {
+  em: EntityManager;
+  response: Record<string, unknown>;
+  verifier: EvidenceVerifier;
+  challengeId: string;
+  payloadHash: string;
+  origin: ResponseOrigin;
+}
+
+type Settled = { disposition: ResponseDisposition } | { error: unknown };
 
 /**
  * The attestation protocol: challenges are claimed from the durable schedule and stored before they
  * are published; each response is verified and decided exactly once; challenges past their deadline
  * end as TIMEOUT. The verifier holds no state the database does not hold.
+ *
+ * Responses are decided in groups (group commit): one statement locks the group's challenges and
+ * devices, the rules run in memory over those rows in arrival order, one statement writes every
+ * claim, device state and result, and failures add their cases and audit events, all in one
+ * transaction. Events are published after it commits.
  */
 export class AttestationService {
+  readonly #responses = new GroupCommit<QueuedResponse, Settled>({
+    maxItems: GROUP_MAX,
+    maxDelayMs: GROUP_DELAY_MS,
+    maxInFlight: GROUP_IN_FLIGHT,
+    flush: (items) => this.decideResponses(items),
+  });
+
   constructor(
     private readonly settings: AttestationSettingsService,
     private readonly verifiers: readonly EvidenceVerifier[],
@@ -89,17 +138,19 @@ export class AttestationService {
     const { values } = await this.settings.current(em);
     const issued = await this.transactions.run(em, async (tx) => {
       const now = this.clock.now();
-      const due = await tx.em.getConnection().execute<{ id: string }[]>(
-        `select id from device
-            where enrollment_state = 'APPROVED' and next_challenge_at <= ?
-            order by next_challenge_at limit ? for update skip locked`,
-        [now, CLAIM_BATCH],
-        'all',
-        tx.em.getTransactionContext(),
+      const due = await claimDueDevices(tx, now, CLAIM_BATCH);
+      const opened = due.map((device) =>
+        this.newChallenge(
+          { id: device.id, deviceId: device.device_id, criticality: device.criticality },
+          values,
+          now,
+        ),
       );
-      if (due.length === 0) return [];
-      const devices = await tx.em.find(Device, { id: { $in: due.map((row) => row.id) } });
-      return devices.map((device) => this.openChallenge(tx, device, values));
+      await insertChallenges(
+        tx,
+        opened.map(({ challenge }) => challenge),
+      );
+      return opened;
     });
     await this.publish(issued, transport, values.attestation_timeout_s);
     return issued.length;
@@ -113,28 +164,29 @@ export class AttestationService {
     actor: string,
   ): Promise<string> {
     const { values } = await this.settings.current(em);
-    const challenge = await this.transactions.run(em, async (tx) => {
+    const opened = await this.transactions.run(em, async (tx) => {
       const device = await tx.em.findOne(Device, { deviceId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
       if (!device) throw new DeviceNotFoundError(deviceId);
       if (device.enrollmentState !== 'APPROVED')
         throw new InvalidTransitionError(device.enrollmentState, 'CHALLENGED');
-      const opened = this.openChallenge(tx, device, values);
+      const challenge = this.newChallenge(device, values, this.clock.now());
+      await insertChallenges(tx, [challenge.challenge]);
       await this.audit.record(tx, {
         actor,
         action: 'attestation.challenge-requested',
         subject: `device:${deviceId}`,
-        details: { challengeId: opened.challenge.id },
+        details: { challengeId: challenge.challenge.id },
       });
-      return opened;
+      return challenge;
     });
-    await this.publish([challenge], transport, values.attestation_timeout_s);
-    return challenge.challenge.id;
+    await this.publish([opened], transport, values.attestation_timeout_s);
+    return opened.challenge.id;
   }
 
   /**
    * Decides a challenge from a response payload. Never throws for bad input: everything a device (or
    * anyone able to publish) can send ends in one of the dispositions, counted and, where it concerns
-   * a known device, recorded.
+   * a known device, recorded. Resolves once the decision committed.
    */
   async handleResponse(
     em: EntityManager,
@@ -143,54 +195,48 @@ export class AttestationService {
   ): Promise<ResponseDisposition> {
     const started = performance.now();
     try {
-      return await this.decide(em, payload, origin);
+      const response = parseResponse(payload);
+      if (!response)
+        return await this.securityEvent(em, 'malformed', origin.topicDeviceId, { bytes: payload.length });
+      const verifier = this.verifiers.find((candidate) => candidate.accepts(response));
+      const challengeId = typeof response.challenge_id === 'string' ? response.challenge_id : '';
+      if (!verifier || !/^[0-9a-f-]{36}$/.test(challengeId)) {
+        return await this.securityEvent(em, 'malformed', origin.topicDeviceId, {
+          reason: 'unknown evidence or challenge id',
+        });
+      }
+      const payloadHash = createHash('sha256').update(payload).digest('hex');
+      const settled = await this.#responses.submit({
+        em,
+        response,
+        verifier,
+        challengeId,
+        payloadHash,
+        origin,
+      });
+      if ('error' in settled) throw settled.error;
+      return settled.disposition;
     } finally {
       this.metrics.attestationVerifySeconds.observe((performance.now() - started) / 1000);
     }
   }
 
+  /** Resolves when every response received so far has been decided (before the database closes). */
+  drain(): Promise<void> {
+    return this.#responses.drain();
+  }
+
   /** Ends every open challenge whose deadline passed as TIMEOUT (and crashed verifications with it). */
   async expireOverdue(em: EntityManager): Promise<number> {
-    const { values } = await this.settings.current(em);
     return this.transactions.run(em, async (tx) => {
       const now = this.clock.now();
-      const overdue = await tx.em.getConnection().execute<{ id: string }[]>(
-        `select id from attestation_challenge where state = 'OPEN' and deadline_at <= ?
-            order by deadline_at limit ? for update skip locked`,
-        [now, CLAIM_BATCH],
-        'all',
-        tx.em.getTransactionContext(),
-      );
-      for (const { id } of overdue) {
-        const challenge = await tx.em.findOneOrFail(AttestationChallenge, { id });
-        const device = await tx.em.findOne(Device, { id: challenge.deviceRef });
-        challenge.state = 'TIMED_OUT';
-        challenge.decidedAt = now;
-        if (!device) continue;
-        const previous = device.attestationStatus;
-        device.consecutiveFailures += 1;
-        if (device.consecutiveFailures >= values.failure_threshold && device.attestationStatus !== 'FAILED') {
-          device.attestationStatus = 'FAILED';
-          device.failureKind = 'UNRESPONSIVE';
-          await this.cases.openOrAppend(tx, {
-            title: `${device.deviceId} stopped answering attestation challenges`,
-            severity: 'HIGH',
-            source: 'UNRESPONSIVE',
-            deviceRef: device.id,
-            evidence: { consecutiveTimeouts: device.consecutiveFailures, lastChallengeId: challenge.id },
-            actor: 'system:attestation',
-          });
-          await this.audit.record(tx, {
-            actor: 'system:attestation',
-            action: 'attestation.unresponsive',
-            subject: `device:${device.deviceId}`,
-            details: { consecutiveTimeouts: device.consecutiveFailures, threshold: values.failure_threshold },
-          });
-        }
-        this.recordResult(tx, device, challenge, 'TIMEOUT', [], null, null, previous);
-      }
-      await tx.em.flush();
-      return overdue.length;
+      const locked = await lockOverdueChallenges(tx, now, CLAIM_BATCH);
+      if (locked.rows.length === 0) return 0;
+      const { values } = await this.settings.atVersion(tx.em, locked.settingsVersion);
+      const group = new DecisionGroup(locked.rows);
+      for (const row of locked.rows) group.timeout(row.challengeId, values.failure_threshold, now);
+      await this.commit(tx, group);
+      return locked.rows.length;
     });
   }
 
@@ -224,32 +270,25 @@ export class AttestationService {
     });
   }
 
-  private openChallenge(
-    tx: Tx,
-    device: Device,
-    values: {
-      nonce_size: number;
-      attestation_timeout_s: number;
-      challenge_interval_critical_s: number;
-      challenge_interval_standard_s: number;
-    },
-  ): { challenge: AttestationChallenge; message: ChallengeMessage } {
-    const now = this.clock.now();
-    const challenge = Object.assign(new AttestationChallenge(), {
+  private newChallenge(
+    device: { id: string; deviceId: string; criticality: Criticality },
+    values: AttestationSettingsValues,
+    now: Date,
+  ): { challenge: NewChallenge; message: ChallengeMessage } {
+    const interval =
+      device.criticality === 'critical'
+        ? values.challenge_interval_critical_s
+        : values.challenge_interval_standard_s;
+    const jittered = interval * 1000 * (1 - JITTER + Math.random() * 2 * JITTER);
+    const challenge: NewChallenge = {
       id: randomUUID(),
       deviceRef: device.id,
       deviceId: device.deviceId,
       nonce: randomBytes(values.nonce_size).toString('hex'),
       issuedAt: now,
       deadlineAt: new Date(now.getTime() + values.attestation_timeout_s * 1000),
-    });
-    tx.em.persist(challenge);
-    const interval =
-      device.criticality === 'critical'
-        ? values.challenge_interval_critical_s
-        : values.challenge_interval_standard_s;
-    const jittered = interval * 1000 * (1 - JITTER + Math.random() * 2 * JITTER);
-    device.nextChallengeAt = new Date(now.getTime() + jittered);
+      nextChallengeAt: new Date(now.getTime() + jittered),
+    };
     return {
       challenge,
       message: {
@@ -273,113 +312,275 @@ export class AttestationService {
     );
   }
 
-  private async decide(
-    em: EntityManager,
-    payload: Buffer,
-    origin: ResponseOrigin,
-  ): Promise<ResponseDisposition> {
-    const response = parseResponse(payload);
-    if (!response)
-      return this.securityEvent(em, 'malformed', origin.topicDeviceId, { bytes: payload.length });
-    const verifier = this.verifiers.find((candidate) => candidate.accepts(response));
-    const challengeId = typeof response.challenge_id === 'string' ? response.challenge_id : '';
-    if (!verifier || !/^[0-9a-f-]{36}$/.test(challengeId)) {
-      return this.securityEvent(em, 'malformed', origin.topicDeviceId, {
-        reason: 'unknown evidence or challenge id',
-      });
+  /** One group; if it fails as a whole, each response alone, so one bad response cannot sink others. */
+  private async decideResponses(items: QueuedResponse[]): Promise<Settled[]> {
+    try {
+      return (await this.decideGroup(items)).map((disposition) => ({ disposition }));
+    } catch (error) {
+      if (items.length === 1) return [{ error }];
+      const settled: Settled[] = [];
+      for (const item of items) {
+        try {
+          const [disposition] = await this.decideGroup([item]);
+          settled.push({ disposition: disposition! });
+        } catch (itemError) {
+          settled.push({ error: itemError });
+        }
+      }
+      return settled;
     }
-    const payloadHash = createHash('sha256').update(payload).digest('hex');
-    const { values } = await this.settings.current(em);
-    // Cached for a few seconds (no query per attestation); a publication applies within that time.
+  }
+
+  private async decideGroup(items: readonly QueuedResponse[]): Promise<ResponseDisposition[]> {
+    const em = items[0]!.em;
+    // Cached for a few seconds (no query per group); a publication applies within that time.
     const bundles = await this.policies.currentBundles(em);
-
     return this.transactions.run(em, async (tx) => {
-      const challenge = await tx.em.findOne(
-        AttestationChallenge,
-        { id: challengeId },
-        { lockMode: LockMode.PESSIMISTIC_WRITE },
-      );
-      // Someone may publish on the shared topic: an unknown challenge changes no device's status.
-      if (!challenge)
-        return this.securityEventIn(tx, 'unknown-challenge', origin.topicDeviceId, { challengeId });
-      if (origin.topicDeviceId !== undefined && origin.topicDeviceId !== challenge.deviceId) {
-        return this.securityEventIn(tx, 'wrong-device', origin.topicDeviceId, {
-          challengeId,
-          challengeDevice: challenge.deviceId,
-        });
-      }
-      if (challenge.state !== 'OPEN' && challenge.responseHash === payloadHash) {
-        this.metrics.attestationDuplicates.inc();
-        return 'duplicate';
-      }
-      const device = await tx.em.findOneOrFail(Device, { id: challenge.deviceRef });
-      const currentCertificate = await tx.em.findOne(
-        DeviceCertificate,
-        { deviceRef: device.id, status: { $in: ['ACTIVE', 'REVOKED'] } },
-        { orderBy: { issuedAt: 'desc' } },
-      );
-      const bundle = bundles.get(device.type);
-      let verdict: EvidenceVerdict;
-      try {
-        verdict = verifier.verify(response, {
-          challenge,
-          device,
-          currentCertificate,
-          approvedFirmwareHashes: bundle ? approvedHashes(bundle.document, device.model) : null,
-          allowedClockSkewS: values.allowed_clock_skew_s,
-          receivedAt: origin.receivedAt,
-        });
-      } catch {
-        return this.securityEventIn(tx, 'malformed', challenge.deviceId, { challengeId });
-      }
-      // Only the device can decide its own challenge: its own broker-guarded topic, or its key's signature.
-      const attributable = origin.topicDeviceId === challenge.deviceId || verdict.signatureValid;
-      if (!attributable)
-        return this.securityEventIn(tx, 'unattributable', challenge.deviceId, { challengeId });
-
-      if (
-        challenge.state === 'TIMED_OUT' ||
-        (challenge.state === 'OPEN' && origin.receivedAt > challenge.deadlineAt)
-      ) {
-        await this.audit.record(tx, {
-          actor: `device:${device.deviceId}`,
-          action: 'attestation.late-response',
-          subject: `device:${device.deviceId}`,
-          details: { challengeId, deadline: challenge.deadlineAt.toISOString() },
-        });
-        return 'late';
-      }
-      if (challenge.state === 'ANSWERED') {
-        // A second, different answer to a decided challenge: replayed or forged evidence.
-        await this.fail(
-          tx,
-          device,
-          challenge,
-          { ...verdict, reasons: ['REPLAYED_RESPONSE'] },
-          origin.receivedAt,
-        );
-        return 'decided';
-      }
-      challenge.state = 'ANSWERED';
-      challenge.responseHash = payloadHash;
-      challenge.decidedAt = origin.receivedAt;
-      if (verdict.reasons.length === 0) {
-        this.pass(tx, device, challenge, verdict, origin.receivedAt);
-      } else {
-        await this.fail(tx, device, challenge, verdict, origin.receivedAt);
-      }
-      await tx.em.flush();
-      return 'decided';
+      const locked = await lockChallenges(tx, [...new Set(items.map((item) => item.challengeId))]);
+      const group = new DecisionGroup(locked.rows);
+      const values =
+        locked.rows.length > 0 ? (await this.settings.atVersion(tx.em, locked.settingsVersion)).values : null;
+      const dispositions = items.map((item) => this.decide(group, item, values, bundles));
+      await this.commit(tx, group);
+      return dispositions;
     });
   }
 
-  private pass(
-    tx: Tx,
-    device: Device,
-    challenge: AttestationChallenge,
-    verdict: EvidenceVerdict,
-    receivedAt: Date,
+  /** The rules for one response, applied to the group's rows as the previous responses left them. */
+  private decide(
+    group: DecisionGroup,
+    item: QueuedResponse,
+    values: AttestationSettingsValues | null,
+    bundles: ReadonlyMap<DeviceType, PolicyBundle>,
+  ): ResponseDisposition {
+    const { challengeId, origin } = item;
+    const challenge = group.challenges.get(challengeId);
+    // Someone may publish on the shared topic: an unknown challenge changes no device's status.
+    if (!challenge || !values)
+      return group.securityEvent('unknown-challenge', origin.topicDeviceId, { challengeId });
+    if (origin.topicDeviceId !== undefined && origin.topicDeviceId !== challenge.deviceId) {
+      return group.securityEvent('wrong-device', origin.topicDeviceId, {
+        challengeId,
+        challengeDevice: challenge.deviceId,
+      });
+    }
+    if (challenge.state !== 'OPEN' && challenge.responseHash === item.payloadHash) {
+      group.duplicates += 1;
+      return 'duplicate';
+    }
+    const device = group.devices.get(challenge.deviceRef)!;
+    const bundle = bundles.get(device.type);
+    let verdict: EvidenceVerdict;
+    try {
+      verdict = item.verifier.verify(item.response, {
+        challenge,
+        device,
+        currentCertificate: device.currentCertificate,
+        approvedFirmwareHashes: bundle ? approvedHashes(bundle.document, device.model) : null,
+        allowedClockSkewS: values.allowed_clock_skew_s,
+        receivedAt: origin.receivedAt,
+      });
+    } catch {
+      return group.securityEvent('malformed', challenge.deviceId, { challengeId });
+    }
+    // Only the device can decide its own challenge: its own broker-guarded topic, or its key's signature.
+    const attributable = origin.topicDeviceId === challenge.deviceId || verdict.signatureValid;
+    if (!attributable) return group.securityEvent('unattributable', challenge.deviceId, { challengeId });
+
+    if (
+      challenge.state === 'TIMED_OUT' ||
+      (challenge.state === 'OPEN' && origin.receivedAt > challenge.deadlineAt)
+    ) {
+      group.audits.push({
+        actor: `device:${device.deviceId}`,
+        action: 'attestation.late-response',
+        subject: `device:${device.deviceId}`,
+        details: { challengeId, deadline: challenge.deadlineAt.toISOString() },
+      });
+      return 'late';
+    }
+    if (challenge.state === 'ANSWERED') {
+      // A second, different answer to a decided challenge: replayed or forged evidence.
+      group.fail(device, challenge, { ...verdict, reasons: ['REPLAYED_RESPONSE'] }, origin.receivedAt);
+      return 'decided';
+    }
+    group.claim(challenge, 'ANSWERED', item.payloadHash, origin.receivedAt);
+    if (verdict.reasons.length === 0) group.pass(device, challenge, verdict, origin.receivedAt);
+    else group.fail(device, challenge, verdict, origin.receivedAt);
+    return 'decided';
+  }
+
+  /**
+   * Writes a group in its transaction: claims, device states and results in one statement, then the
+   * failures' cases, then every audit event of the group (last: the audit chain lock is held to commit).
+   */
+  private async commit(tx: Tx, group: DecisionGroup): Promise<void> {
+    if (group.claims.length > 0 || group.results.length > 0) {
+      const written = await writeDecisions(tx, {
+        claims: group.claims,
+        devices: [...group.devices.values()].filter((device) => device.changed).map(deviceState),
+        results: group.results.map(({ row }) => row),
+      });
+      // Every claim was read OPEN under its row lock; if one did not take, something bypassed the
+      // lock and the whole group must roll back rather than decide a challenge twice.
+      if (written.claimed !== group.claims.length) {
+        throw new Error(`claimed ${written.claimed} of ${group.claims.length} challenges`);
+      }
+      group.results.forEach((result, index) => (result.seq = written.seqs[index]!));
+    }
+    for (const open of group.caseOpenings) {
+      await this.cases.openOrAppend(tx, { ...open(), actor: 'system:attestation' });
+    }
+    await this.audit.recordMany(tx, group.audits);
+    for (const result of group.results) {
+      if (result.changed) tx.emit('device.changed', result.changed);
+      tx.emit('attestation.decided', () => decidedEvent(result));
+      for (const reason of result.row.reasons.length ? result.row.reasons : ['none'])
+        this.metrics.attestationResults.inc({ outcome: result.row.outcome, reason });
+    }
+    for (const kind of group.securityEvents) this.metrics.attestationSecurityEvents.inc({ kind });
+    if (group.duplicates > 0) this.metrics.attestationDuplicates.inc(group.duplicates);
+  }
+
+  private async securityEvent(
+    em: EntityManager,
+    kind: string,
+    deviceId: string | undefined,
+    details: Record<string, unknown>,
+  ): Promise<ResponseDisposition> {
+    await this.transactions.run(em, (tx) => this.audit.record(tx, securityAudit(kind, deviceId, details)));
+    this.metrics.attestationSecurityEvents.inc({ kind });
+    return kind === 'malformed' ? 'malformed' : 'unattributable';
+  }
+}
+
+/** Unattributable or malformed input: audited (visible to the risk score) with no status change. */
+function securityAudit(
+  kind: string,
+  deviceId: string | undefined,
+  details: Record<string, unknown>,
+): AuditInput {
+  return {
+    actor: deviceId ? `mqtt:${deviceId}` : 'mqtt:unknown',
+    action: `attestation.security-event.${kind}`,
+    subject: deviceId ? `device:${deviceId}` : 'device:unknown',
+    details,
+  };
+}
+
+/** A challenge of the group, as the responses before this one left it. */
+interface GroupChallenge extends Omit<NewChallenge, 'nextChallengeAt'> {
+  state: DecisionRow['state'];
+  responseHash: string | null;
+}
+
+/** A device of the group, as the decisions before this one left it. */
+interface GroupDevice extends Omit<DeviceAttestationState, 'lastAttestationAt' | 'updatedAt'> {
+  deviceId: string;
+  type: DeviceType;
+  model: string | null;
+  siteId: string | null;
+  enrollmentState: DecisionRow['enrollmentState'];
+  goldenFirmwareHash: string | null;
+  firmwareHash: string | null;
+  riskScore: number;
+  riskBand: DecisionRow['riskBand'];
+  currentCertificate: {
+    fingerprintSha256: string;
+    status: NonNullable<DecisionRow['certificateStatus']>;
+  } | null;
+  lastAttestationAt: Date | null;
+  updatedAt: Date | null;
+  changed: boolean;
+}
+
+interface GroupResult {
+  row: ResultRow;
+  siteId: string | null;
+  changed: DeviceChangedEvent | null;
+  seq?: string;
+}
+
+type CaseOpening = () => Omit<Parameters<CaseService['openOrAppend']>[1], 'actor'>;
+
+/**
+ * The state transitions of one group, in memory over rows locked for it. Rules (the runbook's):
+ * PASS -> VERIFIED and the timeout count resets, but a failed check stays FAILED until acknowledged
+ * (only UNRESPONSIVE heals by answering); FAIL -> FAILED at once with a case; TIMEOUT -> count + 1,
+ * and at the threshold FAILED/UNRESPONSIVE with a case.
+ */
+class DecisionGroup {
+  readonly challenges = new Map<string, GroupChallenge>();
+  readonly devices = new Map<string, GroupDevice>();
+  readonly claims: ChallengeClaim[] = [];
+  readonly results: GroupResult[] = [];
+  readonly audits: AuditInput[] = [];
+  readonly caseOpenings: CaseOpening[] = [];
+  readonly securityEvents: string[] = [];
+  duplicates = 0;
+
+  constructor(rows: readonly DecisionRow[]) {
+    for (const row of rows) {
+      this.challenges.set(row.challengeId, {
+        id: row.challengeId,
+        deviceRef: row.deviceRef,
+        deviceId: row.challengeDeviceId,
+        nonce: row.nonce,
+        issuedAt: row.issuedAt,
+        deadlineAt: row.deadlineAt,
+        state: row.state,
+        responseHash: row.responseHash,
+      });
+      if (!this.devices.has(row.deviceRef)) {
+        this.devices.set(row.deviceRef, {
+          id: row.deviceRef,
+          deviceId: row.deviceId,
+          type: row.type,
+          model: row.model,
+          siteId: row.siteId,
+          enrollmentState: row.enrollmentState,
+          goldenFirmwareHash: row.goldenFirmwareHash,
+          firmwareHash: row.firmwareHash,
+          attestationStatus: row.attestationStatus,
+          failureKind: row.failureKind,
+          consecutiveFailures: row.consecutiveFailures,
+          lastCounter: row.lastCounter,
+          lastAttestationAt: null,
+          updatedAt: null,
+          riskScore: row.riskScore,
+          riskBand: row.riskBand,
+          currentCertificate:
+            row.certificateFingerprint && row.certificateStatus
+              ? { fingerprintSha256: row.certificateFingerprint, status: row.certificateStatus }
+              : null,
+          changed: false,
+        });
+      }
+    }
+  }
+
+  securityEvent(
+    kind: string,
+    deviceId: string | undefined,
+    details: Record<string, unknown>,
+  ): ResponseDisposition {
+    this.securityEvents.push(kind);
+    this.audits.push(securityAudit(kind, deviceId, details));
+    return kind === 'malformed' ? 'malformed' : 'unattributable';
+  }
+
+  claim(
+    challenge: GroupChallenge,
+    state: 'ANSWERED' | 'TIMED_OUT',
+    responseHash: string | null,
+    at: Date,
   ): void {
+    challenge.state = state;
+    challenge.responseHash = responseHash;
+    this.claims.push({ id: challenge.id, state, responseHash, decidedAt: at });
+  }
+
+  pass(device: GroupDevice, challenge: GroupChallenge, verdict: EvidenceVerdict, receivedAt: Date): void {
     const previous = device.attestationStatus;
     device.consecutiveFailures = 0;
     if (verdict.counter !== null) device.lastCounter = verdict.counter.toString();
@@ -391,33 +592,17 @@ export class AttestationService {
     } else if (device.attestationStatus === 'PENDING') {
       device.attestationStatus = 'VERIFIED';
     }
-    this.recordResult(tx, device, challenge, 'PASS', [], verdict, receivedAt, previous);
+    this.record(device, challenge, 'PASS', [], verdict, receivedAt, previous);
   }
 
-  private async fail(
-    tx: Tx,
-    device: Device,
-    challenge: AttestationChallenge,
-    verdict: EvidenceVerdict,
-    receivedAt: Date,
-  ): Promise<void> {
+  fail(device: GroupDevice, challenge: GroupChallenge, verdict: EvidenceVerdict, receivedAt: Date): void {
     const previous = device.attestationStatus;
     device.attestationStatus = 'FAILED';
     device.failureKind = 'CHECK_FAILED';
     device.lastAttestationAt = receivedAt;
     device.consecutiveFailures = 0;
-    const result = this.recordResult(
-      tx,
-      device,
-      challenge,
-      'FAIL',
-      verdict.reasons,
-      verdict,
-      receivedAt,
-      previous,
-    );
-    await tx.em.flush();
-    await this.cases.openOrAppend(tx, {
+    const result = this.record(device, challenge, 'FAIL', verdict.reasons, verdict, receivedAt, previous);
+    this.caseOpenings.push(() => ({
       title: `Attestation of ${device.deviceId} failed: ${verdict.reasons.join(', ')}`,
       severity: 'CRITICAL',
       source: 'ATTESTATION_FAILURE',
@@ -428,9 +613,8 @@ export class AttestationService {
         reasons: verdict.reasons,
         firmwareHash: verdict.firmwareHash,
       },
-      actor: 'system:attestation',
-    });
-    await this.audit.record(tx, {
+    }));
+    this.audits.push({
       actor: 'system:attestation',
       action: 'attestation.failed',
       subject: `device:${device.deviceId}`,
@@ -438,101 +622,113 @@ export class AttestationService {
     });
   }
 
-  private recordResult(
-    tx: Tx,
-    device: Device,
-    challenge: AttestationChallenge,
+  timeout(challengeId: string, failureThreshold: number, now: Date): void {
+    const challenge = this.challenges.get(challengeId)!;
+    const device = this.devices.get(challenge.deviceRef)!;
+    this.claim(challenge, 'TIMED_OUT', null, now);
+    const previous = device.attestationStatus;
+    device.consecutiveFailures += 1;
+    if (device.consecutiveFailures >= failureThreshold && device.attestationStatus !== 'FAILED') {
+      device.attestationStatus = 'FAILED';
+      device.failureKind = 'UNRESPONSIVE';
+      const consecutiveTimeouts = device.consecutiveFailures;
+      this.caseOpenings.push(() => ({
+        title: `${device.deviceId} stopped answering attestation challenges`,
+        severity: 'HIGH',
+        source: 'UNRESPONSIVE',
+        deviceRef: device.id,
+        evidence: { consecutiveTimeouts, lastChallengeId: challenge.id },
+      }));
+      this.audits.push({
+        actor: 'system:attestation',
+        action: 'attestation.unresponsive',
+        subject: `device:${device.deviceId}`,
+        details: { consecutiveTimeouts, threshold: failureThreshold },
+      });
+    }
+    this.record(device, challenge, 'TIMEOUT', [], null, null, previous, now);
+  }
+
+  private record(
+    device: GroupDevice,
+    challenge: GroupChallenge,
     outcome: Outcome,
     reasons: FailureReason[],
     verdict: EvidenceVerdict | null,
     receivedAt: Date | null,
     previousStatus: string,
-  ): AttestationResult {
-    const decidedAt = receivedAt ?? this.clock.now();
-    if (previousStatus !== device.attestationStatus) {
-      tx.emit(
-        'device.changed',
-        deviceChanged(device, {
-          change: `attestation-${outcome.toLowerCase()}`,
-          previousStatus,
-          actor: 'system:attestation',
-          reason: reasons.join(', ') || null,
-          at: decidedAt,
-        }),
-      );
-    }
-    const result = Object.assign(new AttestationResult(), {
-      challengeId: challenge.id,
-      deviceRef: device.id,
-      deviceId: device.deviceId,
-      outcome,
-      reasons,
-      nonceMatch: verdict?.nonceMatch ?? null,
-      certChainValid: verdict?.certChainValid ?? null,
-      signatureValid: verdict?.signatureValid ?? null,
-      firmwareHash: verdict?.firmwareHash ?? null,
-      timestamp: verdict?.timestamp ?? null,
-      receivedAt,
-      latencyMs: receivedAt ? receivedAt.getTime() - challenge.issuedAt.getTime() : null,
-      // The score as it stood when the result was decided; the result itself rescored it afterwards.
-      riskScore: device.riskScore,
-      status: device.attestationStatus,
-      decidedAt,
-    });
+    decidedAt: Date = receivedAt!,
+  ): GroupResult {
     device.updatedAt = decidedAt;
-    tx.em.persist(result);
-    for (const reason of reasons.length ? reasons : ['none'])
-      this.metrics.attestationResults.inc({ outcome, reason });
-    tx.emit('attestation.decided', () => this.decidedEvent(result, device));
+    device.changed = true;
+    const result: GroupResult = {
+      siteId: device.siteId,
+      changed:
+        previousStatus === device.attestationStatus
+          ? null
+          : deviceChanged(device, {
+              change: `attestation-${outcome.toLowerCase()}`,
+              previousStatus,
+              actor: 'system:attestation',
+              reason: reasons.join(', ') || null,
+              at: decidedAt,
+            }),
+      row: {
+        challengeId: challenge.id,
+        deviceRef: device.id,
+        deviceId: device.deviceId,
+        outcome,
+        reasons,
+        nonceMatch: verdict?.nonceMatch ?? null,
+        certChainValid: verdict?.certChainValid ?? null,
+        signatureValid: verdict?.signatureValid ?? null,
+        firmwareHash: verdict?.firmwareHash ?? null,
+        timestamp: verdict?.timestamp ?? null,
+        receivedAt,
+        latencyMs: receivedAt ? receivedAt.getTime() - challenge.issuedAt.getTime() : null,
+        // The score as it stood when the result was decided; the result itself rescored it afterwards.
+        riskScore: device.riskScore,
+        status: device.attestationStatus,
+        decidedAt,
+      },
+    };
+    this.results.push(result);
     return result;
   }
+}
 
-  private decidedEvent(result: AttestationResult, device: Device): AttestationDecidedEvent {
-    return {
-      seq: result.seq,
-      challengeId: result.challengeId,
-      deviceId: result.deviceId,
-      siteId: device.siteId,
-      outcome: result.outcome,
-      reasons: result.reasons,
-      nonceMatch: result.nonceMatch,
-      certChainValid: result.certChainValid,
-      signatureValid: result.signatureValid,
-      firmwareHash: result.firmwareHash,
-      timestamp: result.timestamp?.toISOString() ?? null,
-      receivedAt: result.receivedAt?.toISOString() ?? null,
-      latencyMs: result.latencyMs,
-      riskScore: result.riskScore,
-      status: result.status,
-      decidedAt: result.decidedAt.toISOString(),
-    };
-  }
+function deviceState(device: GroupDevice): DeviceAttestationState {
+  return {
+    id: device.id,
+    attestationStatus: device.attestationStatus,
+    failureKind: device.failureKind,
+    consecutiveFailures: device.consecutiveFailures,
+    lastCounter: device.lastCounter,
+    lastAttestationAt: device.lastAttestationAt,
+    updatedAt: device.updatedAt!,
+  };
+}
 
-  private async securityEvent(
-    em: EntityManager,
-    kind: string,
-    deviceId: string | undefined,
-    details: Record<string, unknown>,
-  ): Promise<ResponseDisposition> {
-    return this.transactions.run(em, (tx) => this.securityEventIn(tx, kind, deviceId, details));
-  }
-
-  /** Unattributable or malformed input: counted, audited, visible to the risk score; no status change. */
-  private async securityEventIn(
-    tx: Tx,
-    kind: string,
-    deviceId: string | undefined,
-    details: Record<string, unknown>,
-  ): Promise<ResponseDisposition> {
-    this.metrics.attestationSecurityEvents.inc({ kind });
-    await this.audit.record(tx, {
-      actor: deviceId ? `mqtt:${deviceId}` : 'mqtt:unknown',
-      action: `attestation.security-event.${kind}`,
-      subject: deviceId ? `device:${deviceId}` : 'device:unknown',
-      details,
-    });
-    return kind === 'malformed' ? 'malformed' : 'unattributable';
-  }
+function decidedEvent(result: GroupResult): AttestationDecidedEvent {
+  const { row } = result;
+  return {
+    seq: result.seq!,
+    challengeId: row.challengeId,
+    deviceId: row.deviceId,
+    siteId: result.siteId,
+    outcome: row.outcome,
+    reasons: row.reasons,
+    nonceMatch: row.nonceMatch,
+    certChainValid: row.certChainValid,
+    signatureValid: row.signatureValid,
+    firmwareHash: row.firmwareHash,
+    timestamp: row.timestamp?.toISOString() ?? null,
+    receivedAt: row.receivedAt?.toISOString() ?? null,
+    latencyMs: row.latencyMs,
+    riskScore: row.riskScore,
+    status: row.status,
+    decidedAt: row.decidedAt.toISOString(),
+  };
 }
 
 function parseResponse(payload: Buffer): Record<string, unknown> | undefined {

@@ -1,6 +1,6 @@
 import { X509Certificate, verify as verifySignature, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
-import type { CertificateAuthority } from '../pki/index.js';
+import type { CertificateAuthority, ChainVerification } from '../pki/index.js';
 import { goldenFirmwareHashes } from '../policy/firmware-policy.js';
 import { canonicalJson } from '../shared/jcs.js';
 import type { FailureReason } from './attestation-result.entity.js';
@@ -23,7 +23,15 @@ export const diceResponseSchema = z.object({
 export type DiceResponse = z.infer<typeof diceResponseSchema>;
 
 /** Parsed leaf certificates by PEM: parsing is the expensive part of verification, keys repeat. */
-const LEAF_CACHE_LIMIT = 10_000;
+const LEAF_CACHE_LIMIT = 100_000;
+
+interface Leaf {
+  certificate: X509Certificate;
+  key: KeyObject;
+  fingerprint: string;
+  /** The chain check as last done for these bytes (see `chainOf`). */
+  chain?: ChainVerification;
+}
 
 /**
  * Verifies a response signed with the device's enrolled (DICE-derived) key: signature over the RFC
@@ -32,7 +40,7 @@ const LEAF_CACHE_LIMIT = 10_000;
  */
 export class DiceEvidenceVerifier implements EvidenceVerifier {
   readonly kind = 'dice-signature';
-  readonly #leaves = new Map<string, { certificate: X509Certificate; key: KeyObject; fingerprint: string }>();
+  readonly #leaves = new Map<string, Leaf>();
 
   constructor(private readonly ca: CertificateAuthority) {}
 
@@ -73,7 +81,7 @@ export class DiceEvidenceVerifier implements EvidenceVerifier {
     } else {
       const commonName = /(?:^|\n)CN=([^\n]+)/.exec(leaf.certificate.subject)?.[1];
       if (commonName !== device.deviceId && !reasons.includes('WRONG_DEVICE')) reasons.push('WRONG_DEVICE');
-      const chain = this.ca.verifyChain(leaf.certificate.raw, context.receivedAt);
+      const chain = this.chainOf(leaf, context.receivedAt);
       certChainValid = chain.ok;
       if (!chain.ok) reasons.push(chain.reason === 'expired' ? 'CERT_EXPIRED' : 'CHAIN_INVALID');
       // Only the device's live identity counts: an old or revoked key proves nothing about it now.
@@ -125,14 +133,28 @@ export class DiceEvidenceVerifier implements EvidenceVerifier {
     }
   }
 
-  private leaf(
-    pem: string,
-  ): { certificate: X509Certificate; key: KeyObject; fingerprint: string } | undefined {
+  /**
+   * The chain check, done once per certificate: a verified chain stays verified inside its validity
+   * window (outside it, checked again for the precise reason), and a chain that does not verify for
+   * any other reason never will, since the bytes and the CA are fixed.
+   */
+  private chainOf(leaf: Leaf, at: Date): ChainVerification {
+    const known = leaf.chain;
+    const time = at.getTime();
+    if (known && (!known.ok || (time >= known.validFrom && time <= known.validTo))) return known;
+    const checked = this.ca.verifyChain(leaf.certificate.raw, at);
+    if (checked.ok || (checked.reason !== 'expired' && checked.reason !== 'not-yet-valid')) {
+      leaf.chain = checked;
+    }
+    return checked;
+  }
+
+  private leaf(pem: string): Leaf | undefined {
     const cached = this.#leaves.get(pem);
     if (cached) return cached;
     try {
       const certificate = new X509Certificate(pem);
-      const entry = {
+      const entry: Leaf = {
         certificate,
         key: certificate.publicKey,
         fingerprint: certificate.fingerprint256.replaceAll(':', '').toLowerCase(),

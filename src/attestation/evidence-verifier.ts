@@ -8,9 +8,9 @@ import type { AttestationChallenge } from './challenge.entity.js';
  * the firmware its type's current policy bundle approves.
  */
 export interface EvidenceContext {
-  challenge: AttestationChallenge;
-  device: Device;
-  currentCertificate: DeviceCertificate | null;
+  challenge: Pick<AttestationChallenge, 'id' | 'deviceId' | 'nonce' | 'issuedAt' | 'deadlineAt'>;
+  device: Pick<Device, 'deviceId' | 'model' | 'goldenFirmwareHash' | 'firmwareHash' | 'lastCounter'>;
+  currentCertificate: Pick<DeviceCertificate, 'fingerprintSha256' | 'status'> | null;
   /** Hashes the current bundle approves for the device's model; null when no bundle lists the model. */
   approvedFirmwareHashes: ReadonlySet<string> | null;
   allowedClockSkewS: number;

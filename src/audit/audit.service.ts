@@ -28,6 +28,13 @@ export class AuditService {
    * only from here to commit, so callers record the event as their last statement.
    */
   async record(tx: Tx, input: AuditInput): Promise<AuditEvent> {
+    const [event] = await this.recordMany(tx, [input]);
+    return event!;
+  }
+
+  /** Appends several events, in order, with one lock, one read of the chain's end and one insert. */
+  async recordMany(tx: Tx, inputs: readonly AuditInput[]): Promise<AuditEvent[]> {
+    if (inputs.length === 0) return [];
     const { em } = tx;
     const connection = em.getConnection();
     await connection.execute(
@@ -42,28 +49,38 @@ export class AuditService {
       'all',
       em.getTransactionContext(),
     );
-    const event = new AuditEvent();
-    event.seq = last ? (BigInt(last.seq) + 1n).toString() : '1';
-    event.occurredAt = this.clock.now();
-    event.actor = input.actor;
-    event.action = input.action;
-    event.subject = input.subject;
-    event.details = input.details ?? {};
-    event.prevHash = last?.hash ?? GENESIS_HASH;
-    event.hash = auditHash(event, event.prevHash);
-    em.persist(event);
-    await em.flush();
-    this.onRecorded(event.action);
-    tx.emit('audit.recorded', {
-      seq: event.seq,
-      occurredAt: event.occurredAt.toISOString(),
-      actor: event.actor,
-      action: event.action,
-      subject: event.subject,
-      details: event.details,
-      hash: event.hash,
+    let seq = last ? BigInt(last.seq) : 0n;
+    let prevHash = last?.hash ?? GENESIS_HASH;
+    const occurredAt = this.clock.now();
+    const events = inputs.map((input) => {
+      seq += 1n;
+      const event = new AuditEvent();
+      event.seq = seq.toString();
+      event.occurredAt = occurredAt;
+      event.actor = input.actor;
+      event.action = input.action;
+      event.subject = input.subject;
+      event.details = input.details ?? {};
+      event.prevHash = prevHash;
+      event.hash = auditHash(event, event.prevHash);
+      prevHash = event.hash;
+      em.persist(event);
+      return event;
     });
-    return event;
+    await em.flush();
+    for (const event of events) {
+      this.onRecorded(event.action);
+      tx.emit('audit.recorded', {
+        seq: event.seq,
+        occurredAt: event.occurredAt.toISOString(),
+        actor: event.actor,
+        action: event.action,
+        subject: event.subject,
+        details: event.details,
+        hash: event.hash,
+      });
+    }
+    return events;
   }
 }
 

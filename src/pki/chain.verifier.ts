@@ -6,7 +6,13 @@ export type ChainFailure =
   'undecodable' | 'not-a-leaf' | 'unknown-issuer' | 'bad-signature' | 'not-yet-valid' | 'expired';
 
 export type ChainVerification =
-  | { readonly ok: true; readonly certificate: X509Certificate }
+  | {
+      readonly ok: true;
+      readonly certificate: X509Certificate;
+      /** The window (epoch ms) in which the whole chain is valid: callers may cache the result for it. */
+      readonly validFrom: number;
+      readonly validTo: number;
+    }
   | { readonly ok: false; readonly reason: ChainFailure };
 
 export type ChainVerifier = (leaf: Uint8Array | string, at: Date) => ChainVerification;
@@ -41,9 +47,11 @@ export function createChainVerifier(issuing: X509Certificate, root: X509Certific
     if (!certificate.checkIssued(issuing)) return { ok: false, reason: 'unknown-issuer' };
     if (!certificate.verify(issuingKey)) return { ok: false, reason: 'bad-signature' };
     const { from, to } = validity(certificate);
+    const validFrom = Math.max(from, chainFrom);
+    const validTo = Math.min(to, chainTo);
     const time = at.getTime();
-    if (time < Math.max(from, chainFrom)) return { ok: false, reason: 'not-yet-valid' };
-    if (time > Math.min(to, chainTo)) return { ok: false, reason: 'expired' };
-    return { ok: true, certificate };
+    if (time < validFrom) return { ok: false, reason: 'not-yet-valid' };
+    if (time > validTo) return { ok: false, reason: 'expired' };
+    return { ok: true, certificate, validFrom, validTo };
   };
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AttestationResult } from '../../../src/attestation/attestation-result.entity.js';
 import { AuditEvent } from '../../../src/audit/audit-event.entity.js';
+import { verifyAuditChain } from '../../../src/audit/audit.service.js';
 import { Case, type CaseSource } from '../../../src/cases/case.entity.js';
 import { Device } from '../../../src/devices/device.entity.js';
 import { ManualClock } from '../../../src/shared/clock.js';
@@ -201,6 +202,37 @@ describe('attestation over MQTT', () => {
     await device.publish('x'.repeat(40 * 1024));
     await device.publish(await device.response(first));
     expect((await results(first.challenge_id))[0]?.outcome).toBe('PASS');
+  });
+});
+
+describe('group commit', () => {
+  it('decides a burst of answers in groups: each challenge once, each failure with its case and audit event, the chain intact', async () => {
+    const burst = await Promise.all(Array.from({ length: 8 }, (_, index) => approvedDevice(`burst${index}`)));
+    const tampered = new Set([1, 4, 6]);
+    const responses = await Promise.all(
+      burst.map(({ device, first }, index) =>
+        device.response(first, tampered.has(index) ? { firmware_hash: `sha256:${'0b'.repeat(32)}` } : {}),
+      ),
+    );
+    // All at once, and the first device's answer twice (a QoS 1 redelivery inside the same group).
+    await Promise.all([
+      ...burst.map(({ device }, index) => device.publish(responses[index]!)),
+      burst[0]!.device.publish(responses[0]!),
+    ]);
+    for (const [index, { device, first }] of burst.entries()) {
+      const decided = await results(first.challenge_id);
+      expect(decided.map((row) => row.outcome)).toEqual([tampered.has(index) ? 'FAIL' : 'PASS']);
+      expect((await deviceRow(device.deviceId)).attestationStatus).toBe(
+        tampered.has(index) ? 'FAILED' : 'VERIFIED',
+      );
+      expect(await openCases(device.deviceId, 'ATTESTATION_FAILURE')).toBe(tampered.has(index) ? 1 : 0);
+      expect(
+        await em().count(AuditEvent, { subject: `device:${device.deviceId}`, action: 'attestation.failed' }),
+      ).toBe(tampered.has(index) ? 1 : 0);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await em().count(AttestationResult, { challengeId: burst[0]!.first.challenge_id })).toBe(1);
+    expect(await verifyAuditChain(em())).toMatchObject({ ok: true });
   });
 });
 
