@@ -160,7 +160,7 @@ export async function startService(
     });
     const serviceClient = await services.ca.issueServiceClientCertificate('fleetproof-service');
     const trustPems = [services.ca.rootPem, services.ca.issuingPem];
-    await followIsolation(services);
+    const isolationResync = await followIsolation(services);
     if (!config.mqttUrl) {
       broker = await startEmbeddedBroker({
         host: config.httpHost,
@@ -259,6 +259,7 @@ export async function startService(
         await riskScheduler.stop();
         await app.stop();
         await presenceTask.stop();
+        await isolationResync.stop();
         // What arrived since the last pass; MQTT is closed, so nothing more can be noted.
         await presenceTask.tick();
         // Responses received before the MQTT client closed are decided before the database closes.
@@ -304,23 +305,34 @@ function feedRiskFromEvents(services: Services, riskScheduler: PeriodicTask): vo
   })();
 }
 
+/** How often the isolated-device set is read afresh whatever the bus delivered. */
+const ISOLATION_RESYNC_MS = 5_000;
+
 /**
- * Keeps the isolated-device set current: read before the broker accepts anyone, read again after
- * every isolation change (this instance's or, over a shared bus, another's).
+ * Keeps the isolated-device set current: read before the broker accepts anyone, again after every
+ * isolation change this instance hears of, and every few seconds, so an isolation made through
+ * another instance reaches this broker within seconds even without a shared bus, or when it lost
+ * the event.
  */
-async function followIsolation(services: Services): Promise<void> {
+async function followIsolation(services: Services): Promise<PeriodicTask> {
   const log = services.logger.child({ component: 'isolation' });
+  const reload = () => services.isolatedDevices.reload(services.database.orm.em.fork());
   void (async () => {
     for await (const event of services.pubsub.subscribe('device.changed')) {
       if (!isIsolationChange(event.change)) continue;
-      services.isolatedDevices
-        .reload(services.database.orm.em.fork())
+      reload()
         .then(() => log.info({ deviceId: event.deviceId, change: event.change }, 'isolated devices reloaded'))
         .catch((error: unknown) => log.error({ err: error }, 'reloading the isolated devices failed'));
     }
   })();
-  await services.isolatedDevices.reload(services.database.orm.em.fork());
+  await reload();
   log.info({ isolated: services.isolatedDevices.size }, 'isolated devices loaded');
+  return startPeriodicTask({
+    name: 'isolation resync',
+    intervalMs: ISOLATION_RESYNC_MS,
+    logger: log,
+    pass: reload,
+  });
 }
 
 /** A revoked device loses its live MQTT session at once, not only at its next connect. */

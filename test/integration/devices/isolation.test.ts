@@ -312,6 +312,28 @@ describe('isolation', () => {
     ).toBe(2);
   });
 
+  it('reaches the broker of another instance within seconds, with no event between them', async () => {
+    const deviceId = uniqueId('elsewhere');
+    await service.services.inventory.register(em(), { device_id: deviceId, device_type: 'PLC' }, 'test');
+    // Its own in-process bus: it hears nothing of the first instance's changes.
+    const other = await startTestService({
+      mqtt: 'embedded',
+      databaseUrl: service.config.databaseUrl ?? '',
+      dataDir: service.dataDir,
+    });
+    try {
+      expect(other.services.isolatedDevices.has(deviceId)).toBe(false);
+      await mutate(isolate, deviceId, 'isolated through the first instance');
+      const deadline = Date.now() + 8_000;
+      while (!other.services.isolatedDevices.has(deviceId) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(other.services.isolatedDevices.has(deviceId)).toBe(true);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('is for operators only', async () => {
     const deviceId = uniqueId('viewer');
     await service.services.inventory.register(em(), { device_id: deviceId, device_type: 'SENSOR' }, 'test');
