@@ -31,6 +31,8 @@ import { DEFAULT_RISK_SETTINGS, RiskService } from './risk/risk.service.js';
 import { startRiskScheduler } from './risk/risk.scheduler.js';
 import { startPeriodicTask, type PeriodicTask } from './shared/periodic-task.js';
 import { SiteService } from './sites/site.service.js';
+import { FleetSummaryService } from './fleet/fleet-summary.service.js';
+import { exportFleetGauges } from './fleet/fleet-summary.metrics.js';
 import { handleSiteHeartbeats } from './mqtt/site-heartbeat.handler.js';
 import { trackDevicePresence } from './mqtt/presence.handler.js';
 import { handleTelemetry } from './mqtt/telemetry.handler.js';
@@ -95,6 +97,9 @@ export async function createServices(
     const attestationSettings = new AttestationSettingsService(audit, transactions, clock);
     const policies = new PolicyBundleService(audit, transactions, clock);
     const rateLimiter = new RateLimiter(clock);
+    const sites = new SiteService(audit, transactions, clock, config.liveness);
+    const fleetSummary = new FleetSummaryService(sites, clock);
+    exportFleetGauges(metrics, () => fleetSummary.current(database.orm.em.fork()));
     return {
       clock,
       logger,
@@ -134,7 +139,8 @@ export async function createServices(
         ...DEFAULT_RISK_SETTINGS,
         duplicateWindowMs: config.risk.duplicateWindowMs,
       }),
-      sites: new SiteService(audit, transactions, clock, config.liveness),
+      sites,
+      fleetSummary,
       presence: new DevicePresence(clock, pubsub, config.liveness.deviceOnlineWindowMs),
       serviceInfo: { version: VERSION, database: database.kind, rootCaFingerprint: ca.rootFingerprintSha256 },
     };

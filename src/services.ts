@@ -17,6 +17,7 @@ import type { OttService } from './enrollment/ott.service.js';
 import type { PolicyBundleService } from './policy/policy-bundle.service.js';
 import type { RiskService } from './risk/risk.service.js';
 import type { SiteService } from './sites/site.service.js';
+import type { FleetSummaryService } from './fleet/fleet-summary.service.js';
 import type { IdempotencyStore } from './idempotency/idempotency.store.js';
 import type { Database } from './db/database.js';
 import type { Logger } from './observability/logger.js';
@@ -60,5 +61,6 @@ export interface Services {
   readonly risk: RiskService;
   readonly sites: SiteService;
   readonly presence: DevicePresence;
+  readonly fleetSummary: FleetSummaryService;
   readonly serviceInfo: { version: string; database: string; rootCaFingerprint: string };
 }

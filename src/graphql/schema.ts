@@ -13,6 +13,7 @@ import './types/attestation.js';
 import './types/risk.js';
 import './types/policy.js';
 import './types/sites.js';
+import './types/fleet.js';
 
 /** The schema, sorted so the printed file changes only when the API does. */
 export const schema = lexicographicSortSchema(builder.toSchema());

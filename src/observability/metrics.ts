@@ -7,8 +7,61 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'fleetproof_' });
+  // The fleet gauges are computed on scrape by whoever registers with onFleetScrape (one shared pass).
+  let refreshFleet: () => Promise<void> = () => Promise.resolve();
+  const collect = () => refreshFleet();
   return {
     registry,
+    onFleetScrape(refresh: () => Promise<void>): void {
+      refreshFleet = refresh;
+    },
+    fleetDevicesByStatus: new Gauge({
+      name: 'fleetproof_fleet_devices_by_status',
+      help: 'Devices by attestation status (rejected devices left out)',
+      labelNames: ['status'] as const,
+      registers: [registry],
+      collect,
+    }),
+    fleetDevicesByRiskBand: new Gauge({
+      name: 'fleetproof_fleet_devices_by_risk_band',
+      help: 'Devices by risk band',
+      labelNames: ['band'] as const,
+      registers: [registry],
+      collect,
+    }),
+    fleetDevicesByType: new Gauge({
+      name: 'fleetproof_fleet_devices_by_type',
+      help: 'Devices by device type',
+      labelNames: ['type'] as const,
+      registers: [registry],
+      collect,
+    }),
+    fleetDevicesBySite: new Gauge({
+      name: 'fleetproof_fleet_devices_by_site',
+      help: 'Devices by site id (site="" for devices without one), and how many of them are offline',
+      labelNames: ['site', 'state'] as const,
+      registers: [registry],
+      collect,
+    }),
+    fleetOfflineDevices: new Gauge({
+      name: 'fleetproof_fleet_offline_devices',
+      help: 'Approved devices not heard from within the online window',
+      registers: [registry],
+      collect,
+    }),
+    fleetPendingOver24h: new Gauge({
+      name: 'fleetproof_fleet_pending_over_24h_devices',
+      help: 'PENDING devices registered more than 24 hours ago',
+      registers: [registry],
+      collect,
+    }),
+    siteLiveness: new Gauge({
+      name: 'fleetproof_site_liveness',
+      help: "1 for each defined site's current liveness (LIVE, STALE or DOWN), 0 for the others",
+      labelNames: ['site', 'liveness'] as const,
+      registers: [registry],
+      collect,
+    }),
     httpRequests: new Counter({
       name: 'fleetproof_http_requests_total',
       help: 'HTTP requests by route and status class',
