@@ -3,6 +3,7 @@ import { webcrypto, KeyObject } from 'node:crypto';
 import https from 'node:https';
 import tls from 'node:tls';
 import * as x509 from '@peculiar/x509';
+import { ApproveDeviceDocument, type FleetClient } from '../client/index.js';
 import type { DiceIdentity } from './dice-identity.js';
 
 export interface Endpoints {
@@ -137,23 +138,14 @@ export async function enroll(
 }
 
 /** An operator approves the device through GraphQL, waiting out the per-token mutation limit. */
-export async function approve(endpoints: Endpoints, token: string, deviceId: string): Promise<void> {
+export async function approve(operator: FleetClient, deviceId: string): Promise<void> {
   for (;;) {
-    const { status, json } = await postJson(`${endpoints.http}/graphql`, token, {
-      query: `mutation Approve($id: String!) {
-        approveDevice(deviceId: $id) { __typename ... on RateLimited { retryAfterSeconds } } }`,
-      variables: { id: deviceId },
-    });
-    const result = (
-      json.data as { approveDevice?: { __typename: string; retryAfterSeconds?: number } } | undefined
-    )?.approveDevice;
-    if (status === 200 && result?.__typename === 'RateLimited') {
-      await new Promise((resolve) => setTimeout(resolve, (result.retryAfterSeconds ?? 1) * 1000));
+    const { approveDevice: result } = await operator.mutate(ApproveDeviceDocument, { deviceId });
+    if (result.__typename === 'MutationApproveDeviceSuccess') return;
+    if (result.__typename === 'RateLimited') {
+      await new Promise((resolve) => setTimeout(resolve, result.retryAfterSeconds * 1000));
       continue;
     }
-    if (status !== 200 || result?.__typename !== 'MutationApproveDeviceSuccess') {
-      throw failure('approval', status, json);
-    }
-    return;
+    throw new Error(`approval failed: ${result.__typename}`);
   }
 }

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { createClient } from 'graphql-ws';
-import WebSocket from 'ws';
+import { AttestationEventsDocument, createFleetClient, type FleetClient } from '../client/index.js';
 import { assignBehaviours, type Behaviour } from './behaviours.js';
 import { newDiceIdentity } from './dice-identity.js';
 import { approve, enroll, generateDeviceKeys, register, requestOtt, type Endpoints } from './provisioning.js';
@@ -53,7 +52,10 @@ export async function runSimulation(
   const devices: VirtualDevice[] = [];
   const ourIds = new Set<string>();
 
-  const stopFeed = options.operatorToken ? watchResults(options, ourIds, tally) : () => Promise.resolve();
+  const operator = options.operatorToken
+    ? createFleetClient({ url: `${options.http}/graphql`, token: options.operatorToken })
+    : undefined;
+  const stopFeed = operator ? watchResults(operator, ourIds, tally) : () => Promise.resolve();
   const progress = setInterval(() => {
     const answered = devices.reduce((sum, device) => sum + device.counters.answered, 0);
     out.write(
@@ -68,7 +70,7 @@ export async function runSimulation(
       const behaviour = behaviours[index]!;
       const deviceId = `${options.prefix}-${runId}-${String(index).padStart(5, '0')}`;
       try {
-        devices.push(await provisionOne(options, endpoints, deviceId, behaviour));
+        devices.push(await provisionOne(options, endpoints, operator, deviceId, behaviour));
         ourIds.add(deviceId);
         tally.enrolled += 1;
       } catch (error) {
@@ -88,6 +90,7 @@ export async function runSimulation(
   });
   clearInterval(progress);
   await stopFeed();
+  await operator?.close();
   await Promise.allSettled(devices.map((device) => device.close()));
 
   const byBehaviour = new Map<Behaviour, number>();
@@ -114,6 +117,7 @@ export async function runSimulation(
 async function provisionOne(
   options: SimulateOptions,
   endpoints: Endpoints,
+  operator: FleetClient | undefined,
   deviceId: string,
   behaviour: Behaviour,
 ): Promise<VirtualDevice> {
@@ -122,7 +126,7 @@ async function provisionOne(
   await register(endpoints, options.facilitiesToken!, deviceId, identity, options.type);
   const ott = await requestOtt(endpoints, deviceId, identity, options.type);
   const certificatePem = await enroll(endpoints, deviceId, ott, keys);
-  if (options.approve) await approve(endpoints, options.operatorToken!, deviceId);
+  if (options.approve && operator) await approve(operator, deviceId);
   const device = new VirtualDevice(deviceId, behaviour, identity, keys.privateKey, certificatePem, {
     slowMs: options.slowMs,
   });
@@ -135,36 +139,22 @@ async function provisionOne(
 }
 
 /** Follows attestationEvents and tallies outcomes (and failure reasons) of this run's devices. */
-function watchResults(options: SimulateOptions, ourIds: Set<string>, tally: Tally): () => Promise<void> {
-  const client = createClient({
-    url: `${options.http.replace(/^http/, 'ws')}/graphql`,
-    onNonLazyError: () => undefined,
-    webSocketImpl: WebSocket,
-    connectionParams: { authorization: `Bearer ${options.operatorToken}` },
-  });
-  const events = client.iterate<{
-    attestationEvents:
-      | { __typename: 'AttestationResult'; outcome: string; reasons: string[]; device: { deviceId: string } }
-      | { __typename: 'MissedEvents'; dropped: number };
-  }>({
-    query: `subscription { attestationEvents { __typename
-      ... on AttestationResult { outcome reasons device { deviceId } } ... on MissedEvents { dropped } } }`,
-  });
+function watchResults(operator: FleetClient, ourIds: Set<string>, tally: Tally): () => Promise<void> {
+  const events = operator.subscribe(AttestationEventsDocument, {});
   void (async () => {
-    for await (const event of events) {
-      const result = event.data?.attestationEvents;
-      if (result?.__typename === 'MissedEvents') {
-        tally.outcomes.set('MISSED', (tally.outcomes.get('MISSED') ?? 0) + result.dropped);
+    for await (const { attestationEvents: event } of events) {
+      if (event.__typename === 'MissedEvents') {
+        tally.outcomes.set('MISSED', (tally.outcomes.get('MISSED') ?? 0) + event.dropped);
         continue;
       }
-      if (!result || !ourIds.has(result.device.deviceId)) continue;
-      const key = result.outcome === 'FAIL' ? `FAIL(${result.reasons.join('+')})` : result.outcome;
+      if (!ourIds.has(event.device.deviceId)) continue;
+      const key = event.outcome === 'FAIL' ? `FAIL(${event.reasons.join('+')})` : event.outcome;
       tally.outcomes.set(key, (tally.outcomes.get(key) ?? 0) + 1);
     }
   })().catch(() => undefined);
   return async () => {
-    // Closing the socket settles the iterator with the close event: nothing to report at shutdown.
-    await Promise.allSettled([events.return?.(), client.dispose()]);
+    // Closing the client settles the iterator: nothing to report at shutdown.
+    await events.return?.();
   };
 }
 
