@@ -42,7 +42,7 @@ export const CLAIM_BATCH = 200;
  */
 const GROUP_MAX = 256;
 const GROUP_DELAY_MS = 3;
-const GROUP_IN_FLIGHT = 2;
+const GROUP_IN_FLIGHT = 3;
 /** +-10 % on every interval, so a fleet approved at once spreads out instead of firing together. */
 const JITTER = 0.1;
 
