@@ -56,14 +56,10 @@ export class OttService {
     const input = parsed.data;
     const limits = this.settings.ottRateLimit;
     // Brute force and token flooding: per device and per client address, shared by all instances.
-    await this.rateLimiter.hit(em, `ott-device:${input.device_id}`, {
-      limit: limits.perDevice,
-      windowSeconds: limits.windowSeconds,
-    });
-    await this.rateLimiter.hit(em, `ott-address:${origin.address}`, {
-      limit: limits.perAddress,
-      windowSeconds: limits.windowSeconds,
-    });
+    await this.rateLimiter.hitAll(em, limits.windowSeconds, [
+      { key: `ott-device:${input.device_id}`, limit: limits.perDevice },
+      { key: `ott-address:${origin.address}`, limit: limits.perAddress },
+    ]);
 
     const actor = `device:${input.device_id}@${origin.address}`;
     try {

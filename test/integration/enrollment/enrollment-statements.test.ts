@@ -81,7 +81,7 @@ describe('an enrollment (OTT request + simpleenroll)', () => {
     expect(new Set(steady.map((count) => `${count.ott}/${count.est}`)).size).toBe(1);
     const [{ ott, est }] = steady as [{ ott: number; est: number }];
     console.log(`statements per enrollment: OTT request ${ott}, simpleenroll ${est}, total ${ott + est}`);
-    expect(ott).toBeLessThanOrEqual(9);
+    expect(ott).toBeLessThanOrEqual(8);
     expect(est).toBeLessThanOrEqual(9);
 
     const chain = await verifyAuditChain(service.services.database.orm.em.fork());
