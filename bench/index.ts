@@ -9,8 +9,13 @@ const BENCHMARKS: Record<string, { summary: string; run: (args: string[]) => Pro
   },
   attest: {
     summary:
-      'verified attestations per second end to end over a real broker, devices in a separate process: CPU per verification, publish-to-event p50/p99, raw P-256 verify ceiling [--devices 2000] [--seconds 60] [--warmup 5] [--rate N/s, 0 = as fast as decided] [--broker mqtt://127.0.0.1:1883] [--connections 8] [--embedded]',
+      'challenge + verification + recording per second, in process without MQTT [--devices 200] [--seconds 30] [--concurrency 16] [--embedded]',
     run: async (args) => (await import('./attest.js')).runAttestBenchmark(args),
+  },
+  api: {
+    summary:
+      'GraphQL fleet page, SIEM pull and subscription fan-out on a seeded PostgreSQL fleet [--seed | --reseed] [--seconds 10] [--concurrency 32] [--rate 200] [--subscribers 2000] [--events-per-second 200] [--fanout-seconds 20] [--only fleet,siem,fanout]',
+    run: async (args) => (await import('./api.js')).runApiBenchmark(args),
   },
 };
 

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { setMaxListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createPubSub } from 'graphql-yoga';
@@ -78,7 +79,10 @@ export async function createServices(
       logger,
       crlUrl: `https://${config.publicHosts[0] ?? '127.0.0.1'}:${config.httpsPort}/api/v1/cps/crl`,
     });
-    const pubsub: AppPubSub = createPubSub();
+    // Every live subscription is a listener on the bus: thousands are the normal load, not a leak.
+    const bus = new EventTarget();
+    setMaxListeners(0, bus);
+    const pubsub: AppPubSub = createPubSub({ eventTarget: bus });
     const transactions = new TransactionRunner(pubsub);
     const audit = new AuditService(clock, (action) => metrics.auditEvents.inc({ action }));
     const enrollmentSettings: EnrollmentSettings = {

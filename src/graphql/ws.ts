@@ -3,7 +3,7 @@ import { GraphQLError } from 'graphql';
 import type { ExecutionArgs, GraphQLSchema, execute, parse, subscribe, validate } from 'graphql';
 import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { Viewer } from '../auth/token.service.js';
 import type { Services } from '../services.js';
 import { operationText, type AllowList } from './persisted-operations.js';
@@ -17,7 +17,6 @@ const CONNECTION_INIT_TIMEOUT_MS = 5_000;
 interface ConnectionExtra extends Record<PropertyKey, unknown> {
   viewer?: Viewer;
   credential?: string;
-  recheck?: NodeJS.Timeout;
 }
 
 /**
@@ -33,6 +32,25 @@ export function attachGraphQLWebSocket(
 ): () => Promise<void> {
   const logger = services.logger.child({ component: 'graphql-ws' });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
+  // A revoked or expired token must not keep a live feed: every open socket's token is re-checked
+  // and the socket closed with 4403. One pass for all of them: one statement, not one per socket.
+  const authenticated = new Map<WebSocket, Viewer>();
+  let rechecking = false;
+  const recheck = setInterval(() => {
+    if (rechecking || authenticated.size === 0) return;
+    rechecking = true;
+    const tokenIds = [...new Set([...authenticated.values()].map((viewer) => viewer.tokenId))];
+    services.tokens
+      .usableTokenIds(services.database.orm.em.fork(), tokenIds)
+      .then((usable) => {
+        for (const [socket, viewer] of authenticated) {
+          if (!usable.has(viewer.tokenId)) socket.close(CloseCode.Forbidden, 'Forbidden');
+        }
+      })
+      .catch((error: unknown) => logger.warn({ err: error }, 'token re-check failed'))
+      .finally(() => (rechecking = false));
+  }, TOKEN_RECHECK_MS);
+  recheck.unref();
   for (const server of servers) {
     server.on('upgrade', (request, socket, head) => {
       const path = new URL(request.url ?? '/', 'http://localhost').pathname;
@@ -61,20 +79,11 @@ export function attachGraphQLWebSocket(
         }
         ctx.extra.viewer = viewer;
         ctx.extra.credential = token;
-        // A revoked or expired token must not keep a live feed: re-check and close with 4403.
-        ctx.extra.recheck = setInterval(() => {
-          services.tokens
-            .stillValid(services.database.orm.em.fork(), viewer)
-            .then((valid) => {
-              if (!valid) ctx.extra.socket.close(CloseCode.Forbidden, 'Forbidden');
-            })
-            .catch((error: unknown) => logger.warn({ err: error }, 'token re-check failed'));
-        }, TOKEN_RECHECK_MS);
-        ctx.extra.recheck.unref();
+        authenticated.set(ctx.extra.socket, viewer);
         return true;
       },
       onClose: (ctx) => {
-        if (ctx.extra.recheck) clearInterval(ctx.extra.recheck);
+        authenticated.delete(ctx.extra.socket);
       },
       onSubscribe: async (ctx, _id, payload) => {
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
@@ -111,6 +120,7 @@ export function attachGraphQLWebSocket(
   );
 
   return async () => {
+    clearInterval(recheck);
     for (const client of wss.clients) client.close(1001, 'Server shutting down');
     await disposable.dispose();
     await new Promise<void>((resolve) => wss.close(() => resolve()));

@@ -58,6 +58,9 @@ const AttestationResultRef = builder.objectRef<ResultShape>('AttestationResult')
     challengeId: t.exposeID('challengeId'),
     cursor: t.string({ resolve: (result) => encodeCursor(CURSOR_KIND, result.seq) }),
     device: t.field({ type: DeviceRef, resolve: (result) => result.deviceId }),
+    deviceId: t.exposeString('deviceId', {
+      description: 'The device id alone, from the result itself: no device read, cheap in live feeds',
+    }),
     outcome: t.field({ type: OutcomeEnum, resolve: (result) => result.outcome }),
     reasons: t.field({ type: [ReasonEnum], resolve: (result) => result.reasons }),
     nonceMatch: t.exposeBoolean('nonceMatch', { nullable: true }),
