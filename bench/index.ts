@@ -9,7 +9,7 @@ const BENCHMARKS: Record<string, { summary: string; run: (args: string[]) => Pro
   },
   attest: {
     summary:
-      'challenge + verification + recording per second, in process without MQTT [--devices 200] [--seconds 30] [--concurrency 16] [--embedded]',
+      'verified attestations per second end to end over a real broker, devices in a separate process: CPU per verification, publish-to-event p50/p99, raw P-256 verify ceiling [--devices 2000] [--seconds 60] [--warmup 5] [--rate N/s, 0 = as fast as decided] [--broker mqtt://127.0.0.1:1883] [--connections 8] [--embedded]',
     run: async (args) => (await import('./attest.js')).runAttestBenchmark(args),
   },
   api: {

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import https from 'node:https';
+import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
@@ -141,4 +142,30 @@ export function benchEnvironment(
     LOG_LEVEL: 'warn',
     ...extra,
   };
+}
+
+/**
+ * CPU seconds used so far by every PostgreSQL process on this machine (Linux /proc): the database's
+ * share of a benchmark, read before and after. Other sessions' queries count too, so it is an upper bound.
+ */
+export async function postgresCpuSeconds(): Promise<number | undefined> {
+  const ticksPerSecond = 100; // USER_HZ on Linux
+  try {
+    let ticks = 0;
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+        const close = stat.lastIndexOf(')');
+        if (stat.slice(stat.indexOf('(') + 1, close) !== 'postgres') continue;
+        const fields = stat.slice(close + 2).split(' ');
+        ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
+      } catch {
+        // the process ended while we looked
+      }
+    }
+    return ticks / ticksPerSecond;
+  } catch {
+    return undefined;
+  }
 }

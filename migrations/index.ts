@@ -9,6 +9,8 @@ import { Migration20261129060000_risk } from './Migration20261129060000_risk.js'
 import { Migration20261129161500_isolation } from './Migration20261129161500_isolation.js';
 import { Migration20261129170000_sites } from './Migration20261129170000_sites.js';
 import { Migration20261129180000_certificate_list } from './Migration20261129180000_certificate_list.js';
+import { Migration20261129190000_audit_chain_head } from './Migration20261129190000_audit_chain_head.js';
+import { Migration20261129210000_attestation_group_guard } from './Migration20261129210000_attestation_group_guard.js';
 import { Migration20261129214500_fleet_page_indexes } from './Migration20261129214500_fleet_page_indexes.js';
 
 /**
@@ -26,5 +28,10 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261129161500_isolation', class: Migration20261129161500_isolation },
   { name: 'Migration20261129170000_sites', class: Migration20261129170000_sites },
   { name: 'Migration20261129180000_certificate_list', class: Migration20261129180000_certificate_list },
+  { name: 'Migration20261129190000_audit_chain_head', class: Migration20261129190000_audit_chain_head },
+  {
+    name: 'Migration20261129210000_attestation_group_guard',
+    class: Migration20261129210000_attestation_group_guard,
+  },
   { name: 'Migration20261129214500_fleet_page_indexes', class: Migration20261129214500_fleet_page_indexes },
 ];

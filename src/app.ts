@@ -27,6 +27,8 @@ export interface AppDeps {
 
 export interface RunningApp {
   readonly urls: { http: string; https: string; graphql: string; est: string; mqtt: string };
+  /** The REST and EST routes served (GraphQL's endpoint aside): what schema/openapi.yaml must document. */
+  readonly routes: ReadonlyArray<{ method: string; path: string }>;
   stop(): Promise<void>;
 }
 
@@ -140,6 +142,7 @@ export function buildApp(deps: AppDeps): App {
       };
       return {
         urls,
+        routes: router.routes(),
         async stop() {
           // Stop accepting, let in-flight requests finish, then close the rest in dependency order.
           const closed = Promise.all([close(httpServer), close(httpsServer)]);

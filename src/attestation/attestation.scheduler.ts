@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { startPeriodicTask, type PeriodicTask } from '../shared/periodic-task.js';
-import type { AttestationService, ChallengeTransport } from './attestation.service.js';
+import { CLAIM_BATCH, type AttestationService, type ChallengeTransport } from './attestation.service.js';
 
 /** Runs one pass now (issue due challenges, expire overdue ones) with `tick`; tests drive time with it. */
 export type AttestationScheduler = PeriodicTask;
@@ -23,10 +23,22 @@ export function startAttestationScheduler(options: {
     name: 'attestation',
     intervalMs: options.intervalMs,
     logger: options.logger,
-    pass: async () => {
+    pass: async (isStopped) => {
+      const started = performance.now();
+      // More than one batch may be due (a large fleet, a restart): keep claiming for up to one
+      // interval, so issuance keeps pace with the fleet instead of CLAIM_BATCH per tick.
+      const drain = async (step: () => Promise<number>): Promise<number> => {
+        let total = 0;
+        for (;;) {
+          const done = await step();
+          total += done;
+          if (done < CLAIM_BATCH || isStopped() || performance.now() - started > options.intervalMs)
+            return total;
+        }
+      };
       const em = options.entityManager();
-      const issued = await options.service.issueDueChallenges(em, options.transport);
-      const expired = await options.service.expireOverdue(em.fork());
+      const issued = await drain(() => options.service.issueDueChallenges(em.fork(), options.transport));
+      const expired = await drain(() => options.service.expireOverdue(em.fork()));
       const [pending] = await em.getConnection().execute<{ devices: string; challenges: string }[]>(
         `select (select count(*) from device where enrollment_state = 'ENROLLED') as devices,
                 (select count(*) from attestation_challenge where state = 'OPEN') as challenges`,

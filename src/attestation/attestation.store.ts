@@ -40,6 +40,8 @@ export interface DecisionRow {
   consecutiveFailures: number;
   riskScore: number;
   riskBand: RiskBand;
+  /** The device row's optimistic-lock version as read. */
+  version: number;
   /** The newest ACTIVE or REVOKED certificate: the device's current identity. */
   certificateFingerprint: string | null;
   certificateStatus: CertificateStatus | null;
@@ -54,6 +56,8 @@ export interface ChallengeClaim {
 
 export interface DeviceAttestationState {
   id: string;
+  /** The version the decision was made on: the write applies only if the row still has it. */
+  version: number;
   attestationStatus: AttestationStatus;
   failureKind: 'CHECK_FAILED' | 'UNRESPONSIVE' | null;
   consecutiveFailures: number;
@@ -113,6 +117,7 @@ interface RawDecisionRow {
   consecutive_failures: number;
   risk_score: number;
   risk_band: RiskBand;
+  version: number;
   cert_fingerprint: string | null;
   cert_status: CertificateStatus | null;
   settings_version: number;
@@ -125,7 +130,7 @@ const DECISION_COLUMNS = `
        c.id as challenge_id, c.device_ref, c.device_id as challenge_device_id, c.nonce, c.issued_at,
        c.deadline_at, c.state, c.response_hash, d.device_id, d.type, d.model, d.site_id,
        d.enrollment_state, d.golden_firmware_hash, d.firmware_hash, d.last_counter::text as last_counter,
-       d.attestation_status, d.failure_kind, d.consecutive_failures, d.risk_score, d.risk_band,
+       d.attestation_status, d.failure_kind, d.consecutive_failures, d.risk_score, d.risk_band, d.version,
        k.fingerprint_sha256 as cert_fingerprint, k.status as cert_status,
        (select coalesce(max(version), 0) from attestation_settings)::int as settings_version
   from attestation_challenge c
@@ -142,17 +147,22 @@ export interface LockedDecisions {
 }
 
 /**
- * Locks the challenges and their devices (in device order, so two groups never deadlock) and reads
- * them with each device's current certificate and the version of the settings in force.
+ * Reads the challenges and their devices with each device's current certificate and the version of
+ * the settings in force. With `lock`, locks them (in device order, so two groups never deadlock);
+ * without, the rows are a snapshot whose writes `writeDecisions` guards.
  */
-export async function lockChallenges(tx: Tx, challengeIds: readonly string[]): Promise<LockedDecisions> {
+export async function readChallenges(
+  tx: Tx,
+  challengeIds: readonly string[],
+  lock: boolean,
+): Promise<LockedDecisions> {
   return decisionRows(
     await run<RawDecisionRow[]>(
       tx,
       `select ${DECISION_COLUMNS}
         where c.id = any(string_to_array(?, ',')::uuid[])
         order by d.id, c.id
-          for update of c, d`,
+        ${lock ? 'for update of c, d' : ''}`,
       [challengeIds.join(',')],
     ),
   );
@@ -197,6 +207,7 @@ function decisionRows(raw: RawDecisionRow[]): LockedDecisions {
       consecutiveFailures: row.consecutive_failures,
       riskScore: row.risk_score,
       riskBand: row.risk_band,
+      version: row.version,
       certificateFingerprint: row.cert_fingerprint,
       certificateStatus: row.cert_status,
     })),
@@ -204,8 +215,11 @@ function decisionRows(raw: RawDecisionRow[]): LockedDecisions {
 }
 
 /**
- * Writes a group's decisions in one statement: challenge claims (only from OPEN), device states and
- * result rows. Returns how many claims took and the result sequence numbers in `results` order.
+ * Writes a group's decisions in one statement: challenge claims (only from OPEN), device states
+ * (only at the version they were decided on) and result rows. If any claim or device update does
+ * not match, `attestation_guard` fails the statement with serialization_failure and nothing of it
+ * stays, so it is safe as an autocommit statement over rows read without locks. Returns the result
+ * sequence numbers in `results` order.
  */
 export async function writeDecisions(
   tx: Tx,
@@ -214,14 +228,22 @@ export async function writeDecisions(
     devices: readonly DeviceAttestationState[];
     results: readonly ResultRow[];
   },
-): Promise<{ claimed: number; seqs: string[] }> {
-  const [row] = await run<Array<{ claimed: number; seqs: string[] }>>(
+): Promise<string[]> {
+  const [row] = await run<Array<{ seqs: string[] }>>(
     tx,
-    `with claimed as (
+    `with devices as (
+       select * from jsonb_to_recordset(?::jsonb) as v(id uuid, attestation_status text, failure_kind text,
+              consecutive_failures int, last_counter text, last_attestation_at timestamptz,
+              updated_at timestamptz, version int)),
+     -- Device rows first and in id order, as every multi-row device write takes them (no deadlock);
+     -- each claim below waits for this, its device being one of them.
+     locked as materialized (
+       select id from device where id in (select id from devices) order by id for update),
+     claimed as (
        update attestation_challenge c
           set state = v.state, response_hash = v.response_hash, decided_at = v.decided_at
          from jsonb_to_recordset(?::jsonb) as v(id uuid, state text, response_hash text, decided_at timestamptz)
-        where c.id = v.id and c.state = 'OPEN'
+        where c.id = v.id and c.state = 'OPEN' and c.device_ref in (select id from locked)
         returning c.id),
      moved as (
        update device d
@@ -229,10 +251,8 @@ export async function writeDecisions(
               consecutive_failures = v.consecutive_failures, last_counter = v.last_counter::bigint,
               last_attestation_at = v.last_attestation_at, updated_at = v.updated_at,
               version = d.version + 1
-         from jsonb_to_recordset(?::jsonb) as v(id uuid, attestation_status text, failure_kind text,
-              consecutive_failures int, last_counter text, last_attestation_at timestamptz,
-              updated_at timestamptz)
-        where d.id = v.id
+         from devices v
+        where d.id = v.id and d.version = v.version and d.id in (select id from locked)
         returning d.id),
      recorded as (
        insert into attestation_result (challenge_id, device_ref, device_id, outcome, reasons, nonce_match,
@@ -247,18 +267,11 @@ export async function writeDecisions(
               received_at timestamptz, latency_ms int, risk_score int, status text, decided_at timestamptz)
         order by ord
         returning seq)
-     select (select count(*) from claimed)::int as claimed,
-            (select count(*) from moved)::int as moved,
+     select attestation_guard(
+              (select count(*) from claimed) = ? and (select count(*) from moved) = ?,
+              'attestation group changed since it was read') as guarded,
             coalesce((select json_agg(seq::text) from recorded), '[]'::json) as seqs`,
     [
-      JSON.stringify(
-        decisions.claims.map((claim) => ({
-          id: claim.id,
-          state: claim.state,
-          response_hash: claim.responseHash,
-          decided_at: claim.decidedAt,
-        })),
-      ),
       JSON.stringify(
         decisions.devices.map((device) => ({
           id: device.id,
@@ -268,6 +281,15 @@ export async function writeDecisions(
           last_counter: device.lastCounter,
           last_attestation_at: device.lastAttestationAt,
           updated_at: device.updatedAt,
+          version: device.version,
+        })),
+      ),
+      JSON.stringify(
+        decisions.claims.map((claim) => ({
+          id: claim.id,
+          state: claim.state,
+          response_hash: claim.responseHash,
+          decided_at: claim.decidedAt,
         })),
       ),
       JSON.stringify(
@@ -290,9 +312,11 @@ export async function writeDecisions(
           decided_at: result.decidedAt,
         })),
       ),
+      decisions.claims.length,
+      decisions.devices.length,
     ],
   );
-  return { claimed: row?.claimed ?? 0, seqs: row?.seqs ?? [] };
+  return row?.seqs ?? [];
 }
 
 /**

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Clock } from '../shared/clock.js';
 import type { Tx } from '../shared/transaction.js';
 import { AuditEvent } from './audit-event.entity.js';
-import { GENESIS_HASH, auditHash } from './audit-chain.js';
+import { GENESIS_HASH, SEQ_SEPARATOR, auditHash, canonicalAuditParts } from './audit-chain.js';
 
 /** A security decision to record; `actor` is who made it ("token:<name>", "device:<id>", "system"). */
 export interface AuditInput {
@@ -12,9 +12,6 @@ export interface AuditInput {
   details?: Record<string, unknown>;
 }
 
-// Any constant works; it only has to be the same for every writer of the chain.
-const CHAIN_LOCK_KEY = 0x66_70_61_75; // "fpau"
-
 export class AuditService {
   constructor(
     private readonly clock: Clock,
@@ -23,52 +20,57 @@ export class AuditService {
 
   /**
    * Appends an event inside the caller's transaction, so the event commits or rolls back with the
-   * change it records. The advisory lock serialises writers
-   * (across processes too) so two transactions cannot both link to the same predecessor; it is held
-   * only from here to commit, so callers record the event as their last statement.
+   * change it records. See `recordMany`.
    */
   async record(tx: Tx, input: AuditInput): Promise<AuditEvent> {
     const [event] = await this.recordMany(tx, [input]);
     return event!;
   }
 
-  /** Appends several events, in order, with one lock, one read of the chain's end and one insert. */
+  /**
+   * Appends several events, in order, in one statement: `audit_append` (migration
+   * 20261129190000) locks the single-row chain head, links each event to its predecessor by
+   * hashing the canonical parts computed here, and moves the head. The head's row lock serialises
+   * appenders across every process and lasts until commit, so the caller's pending changes are
+   * flushed first and the append is the transaction's last statement.
+   */
   async recordMany(tx: Tx, inputs: readonly AuditInput[]): Promise<AuditEvent[]> {
     if (inputs.length === 0) return [];
     const { em } = tx;
-    const connection = em.getConnection();
-    await connection.execute(
-      'select pg_advisory_xact_lock(?)',
-      [CHAIN_LOCK_KEY],
-      'run',
-      em.getTransactionContext(),
-    );
-    const [last] = await connection.execute<{ seq: string; hash: string }[]>(
-      'select seq, hash from audit_event order by seq desc limit 1',
-      [],
-      'all',
-      em.getTransactionContext(),
-    );
-    let seq = last ? BigInt(last.seq) : 0n;
-    let prevHash = last?.hash ?? GENESIS_HASH;
+    await em.flush();
     const occurredAt = this.clock.now();
     const events = inputs.map((input) => {
-      seq += 1n;
       const event = new AuditEvent();
-      event.seq = seq.toString();
       event.occurredAt = occurredAt;
       event.actor = input.actor;
       event.action = input.action;
       event.subject = input.subject;
       event.details = input.details ?? {};
-      event.prevHash = prevHash;
-      event.hash = auditHash(event, event.prevHash);
-      prevHash = event.hash;
-      em.persist(event);
       return event;
     });
-    await em.flush();
-    for (const event of events) {
+    const links = await em.getConnection().execute<{ seq: string; prev_hash: string; hash: string }[]>(
+      'select seq::text as seq, prev_hash, hash from audit_append(?::jsonb, ?, ?)',
+      [
+        JSON.stringify(
+          events.map((event) => ({
+            ...canonicalAuditParts(event),
+            actor: event.actor,
+            action: event.action,
+            subject: event.subject,
+            details: event.details,
+          })),
+        ),
+        occurredAt,
+        SEQ_SEPARATOR,
+      ],
+      'all',
+      em.getTransactionContext(),
+    );
+    events.forEach((event, index) => {
+      const link = links[index]!;
+      event.seq = link.seq;
+      event.prevHash = link.prev_hash;
+      event.hash = link.hash;
       this.onRecorded(event.action);
       tx.emit('audit.recorded', {
         seq: event.seq,
@@ -79,7 +81,7 @@ export class AuditService {
         details: event.details,
         hash: event.hash,
       });
-    }
+    });
     return events;
   }
 }

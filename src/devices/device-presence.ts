@@ -27,24 +27,37 @@ export class DevicePresence {
     if (this.#pending.size === 0) return;
     const batch = [...this.#pending].sort(([a], [b]) => (a < b ? -1 : 1));
     this.#pending = new Map();
-    let rows: Array<{ device_id: string; seen: Date; previous: Date | null }>;
+    const ids = batch.map(([id]) => id);
+    let rows: Array<{ device_id: string; seen: Date; previous: Date | null; written: boolean }>;
     try {
-      // Sorted ids and one statement: row locks are taken in one order, so flushes never deadlock each other.
+      // Rows are locked first, in id order, the order every multi-row device write takes, and rows
+      // another transaction holds (an attestation decision) are skipped rather than waited for: the
+      // flush never stalls a decision, and what it skipped is written by the next flush.
       rows = await em.getConnection().execute(
-        `update device d set last_seen_at = v.seen
-           from (select unnest(array[?]::text[]) as device_id, unnest(array[?]::timestamptz[]) as seen) v,
-                device old
-          where d.device_id = v.device_id and old.id = d.id
-            and (d.last_seen_at is null or d.last_seen_at < v.seen)
-          returning d.device_id, v.seen, old.last_seen_at as previous`,
-        [batch.map(([id]) => id), batch.map(([, at]) => at.toISOString())],
+        `with locked as materialized (
+           select id from device where device_id = any(array[?]::text[]) order by id for update skip locked),
+         written as (
+           update device d set last_seen_at = v.seen
+             from (select unnest(array[?]::text[]) as device_id, unnest(array[?]::timestamptz[]) as seen) v,
+                  locked, device old
+            where d.id = locked.id and d.device_id = v.device_id and old.id = d.id
+              and (d.last_seen_at is null or d.last_seen_at < v.seen)
+            returning d.device_id, v.seen, old.last_seen_at as previous)
+         select w.device_id, w.seen, w.previous, true as written from written w
+         union all
+         select d.device_id, null, null, false from device d
+          where d.device_id = any(array[?]::text[]) and d.id not in (select id from locked)`,
+        [ids, ids, batch.map(([, at]) => at.toISOString()), ids],
       );
     } catch (error) {
       // Put back what no newer message replaced, so the next flush writes it.
       for (const [id, at] of batch) if (!this.#pending.has(id)) this.#pending.set(id, at);
       throw error;
     }
+    const skipped = new Set(rows.filter((row) => !row.written).map((row) => row.device_id));
+    for (const [id, at] of batch) if (skipped.has(id) && !this.#pending.has(id)) this.#pending.set(id, at);
     const cameBack = rows
+      .filter((row) => row.written)
       .filter(
         (row) =>
           row.previous === null ||

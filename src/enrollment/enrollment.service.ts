@@ -22,6 +22,8 @@ import { EnrollmentToken } from './enrollment-token.entity.js';
 import type { EnrollmentSettings } from './enrollment.settings.js';
 import { hashOtt } from './ott.service.js';
 
+type IssuedCertificate = Awaited<ReturnType<CertificateAuthority['issueDeviceCertificate']>>;
+
 /** The TLS channel binding of the connection a CSR arrived on (RFC 9266 tls-exporter, RFC 5929 tls-unique). */
 export interface ChannelBinding {
   type: 'tls-exporter' | 'tls-unique';
@@ -118,27 +120,70 @@ export class EnrollmentService {
         );
 
       const issued = await this.issue(csr, device, commitment, now);
+      const certificate = this.certificateRow(device, issued, token.id);
       return await this.transactions.run(em, async (tx) => {
-        // Conditional consumption: of two concurrent requests with one token, exactly one proceeds.
-        const consumed = await tx.em.nativeUpdate(
-          EnrollmentToken,
-          { id: token.id, state: 'OUTSTANDING' },
-          { state: 'CONSUMED', consumedAt: now, csrSpkiSha256: csr.spkiSha256 },
-        );
-        if (consumed !== 1)
+        // One statement. Conditional consumption: of two concurrent requests with one token, exactly
+        // one proceeds; the device row and the certificate row are written only by that one. The
+        // device's version moves, so an approve or reject decided on the earlier state conflicts.
+        const [enrolled] = await tx.em
+          .getConnection()
+          .execute<Array<{ version: number; firmware_version: string | null; firmware_hash: string | null }>>(
+            `with consumed as (
+               update enrollment_token
+                  set state = 'CONSUMED', consumed_at = ?, csr_spki_sha256 = ?, certificate_id = ?
+                where id = ? and state = 'OUTSTANDING'
+               returning id
+             ), enrolled as (
+               update device
+                  set enrollment_state = 'ENROLLED', attestation_status = 'PENDING', cdi_commitment = ?,
+                      firmware_version = coalesce(?, firmware_version),
+                      firmware_hash = coalesce(?, firmware_hash), updated_at = ?, version = version + 1
+                where id = ? and exists (select 1 from consumed)
+               returning version, firmware_version, firmware_hash
+             ), recorded as (
+               insert into device_certificate
+                 (id, device_ref, serial_hex, fingerprint_sha256, spki_sha256, pem, not_before, not_after,
+                  status, issued_at, enrollment_token_id)
+               select ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? from enrolled
+             )
+             select version, firmware_version, firmware_hash from enrolled`,
+            [
+              now,
+              csr.spkiSha256,
+              certificate.id,
+              token.id,
+              commitment,
+              token.firmwareVersion,
+              token.firmwareHash,
+              now,
+              device.id,
+              certificate.id,
+              certificate.deviceRef,
+              certificate.serialHex,
+              certificate.fingerprintSha256,
+              certificate.spkiSha256,
+              certificate.pem,
+              certificate.notBefore,
+              certificate.notAfter,
+              certificate.status,
+              certificate.issuedAt,
+              certificate.enrollmentTokenId,
+            ],
+            'all',
+            tx.em.getTransactionContext(),
+          );
+        if (!enrolled)
           throw new UnauthenticatedError('the enrollment token has already been used', 'token-spent');
-        const lockedDevice = await tx.em.findOneOrFail(Device, { id: device.id });
-        const certificate = this.recordCertificate(tx, lockedDevice, issued, token.id);
-        await tx.em.nativeUpdate(EnrollmentToken, { id: token.id }, { certificateId: certificate.id });
-        Object.assign(lockedDevice, {
+        // A detached copy: the request's EntityManager keeps the row as it read it.
+        const updated = Object.assign(new Device(), device, {
           enrollmentState: 'ENROLLED',
           attestationStatus: 'PENDING',
           cdiCommitment: commitment,
-          firmwareVersion: token.firmwareVersion ?? lockedDevice.firmwareVersion,
-          firmwareHash: token.firmwareHash ?? lockedDevice.firmwareHash,
+          firmwareVersion: enrolled.firmware_version,
+          firmwareHash: enrolled.firmware_hash,
           updatedAt: now,
-        });
-        await tx.em.flush();
+          version: enrolled.version,
+        } satisfies Partial<Device>);
         await this.audit.record(tx, {
           actor: `device:${device.deviceId}@${request.clientAddress}`,
           action: 'device.enrolled',
@@ -150,8 +195,8 @@ export class EnrollmentService {
             method: 'ott',
           },
         });
-        this.emitChanged(tx, lockedDevice, 'enrolled', 'PENDING', `device:${device.deviceId}`);
-        return { device: lockedDevice, certificate, der: issued.der, replayed: false };
+        this.emitChanged(tx, updated, 'enrolled', 'PENDING', `device:${device.deviceId}`);
+        return { device: updated, certificate, der: issued.der, replayed: false };
       });
     } catch (error) {
       await this.auditRefusal(em, error, 'enrollment.refused', subject, request.clientAddress);
@@ -386,10 +431,20 @@ export class EnrollmentService {
   private recordCertificate(
     tx: Tx,
     device: Device,
-    issued: Awaited<ReturnType<CertificateAuthority['issueDeviceCertificate']>>,
+    issued: IssuedCertificate,
     tokenId: string | null,
   ): DeviceCertificate {
-    const certificate = Object.assign(new DeviceCertificate(), {
+    const certificate = this.certificateRow(device, issued, tokenId);
+    tx.em.persist(certificate);
+    return certificate;
+  }
+
+  private certificateRow(
+    device: Device,
+    issued: IssuedCertificate,
+    tokenId: string | null,
+  ): DeviceCertificate {
+    return Object.assign(new DeviceCertificate(), {
       id: randomUUID(),
       deviceRef: device.id,
       serialHex: issued.serialHex,
@@ -401,8 +456,6 @@ export class EnrollmentService {
       issuedAt: this.clock.now(),
       enrollmentTokenId: tokenId,
     });
-    tx.em.persist(certificate);
-    return certificate;
   }
 
   private emitChanged(tx: Tx, device: Device, change: string, previous: string | null, actor: string): void {

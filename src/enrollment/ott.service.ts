@@ -2,7 +2,6 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { z } from 'zod';
 import type { AuditService } from '../audit/audit.service.js';
-import { DeviceCertificate } from '../certificates/device-certificate.entity.js';
 import { DEVICE_TYPES, Device } from '../devices/device.entity.js';
 import type { RateLimiter } from '../ratelimit/rate-limiter.js';
 import type { Clock } from '../shared/clock.js';
@@ -56,51 +55,45 @@ export class OttService {
     const input = parsed.data;
     const limits = this.settings.ottRateLimit;
     // Brute force and token flooding: per device and per client address, shared by all instances.
-    await this.rateLimiter.hit(em, `ott-device:${input.device_id}`, {
-      limit: limits.perDevice,
-      windowSeconds: limits.windowSeconds,
-    });
-    await this.rateLimiter.hit(em, `ott-address:${origin.address}`, {
-      limit: limits.perAddress,
-      windowSeconds: limits.windowSeconds,
-    });
+    await this.rateLimiter.hitAll(em, limits.windowSeconds, [
+      { key: `ott-device:${input.device_id}`, limit: limits.perDevice },
+      { key: `ott-address:${origin.address}`, limit: limits.perAddress },
+    ]);
 
     const actor = `device:${input.device_id}@${origin.address}`;
     try {
+      // The checks read outside the write transaction, which then holds no lock while they run.
+      const found = await this.deviceWithActiveCertificate(em, input.device_id);
+      // Only pre-registered parts may enroll: stops unknown or counterfeit devices joining the fleet.
+      if (!found)
+        throw new ForbiddenError(
+          `device ${input.device_id} is not in the inventory`,
+          'device-not-registered',
+        );
+      const { device, hasActiveCertificate } = found;
+      if (device.enrollmentState === 'REVOKED' || device.enrollmentState === 'REJECTED') {
+        throw new ForbiddenError(
+          `device ${input.device_id} was ${device.enrollmentState.toLowerCase()}; facilities must register it again`,
+          'device-revoked',
+        );
+      }
+      // A second identity for a live device is how a clone would slip in: re-enroll with the current key instead.
+      if (hasActiveCertificate) {
+        throw new ForbiddenError(
+          `device ${input.device_id} already holds an active certificate`,
+          'already-enrolled',
+        );
+      }
+      if (device.expectedCdiCommitment && device.expectedCdiCommitment !== input.cdi_commitment) {
+        throw new ForbiddenError('the CDI commitment differs from the registered one', 'commitment-mismatch');
+      }
+      if (device.type !== input.device_type) {
+        throw new ForbiddenError(
+          `device ${input.device_id} is registered as ${device.type}`,
+          'device-type-mismatch',
+        );
+      }
       return await this.transactions.run(em, async (tx) => {
-        const device = await tx.em.findOne(Device, { deviceId: input.device_id });
-        // Only pre-registered parts may enroll: stops unknown or counterfeit devices joining the fleet.
-        if (!device)
-          throw new ForbiddenError(
-            `device ${input.device_id} is not in the inventory`,
-            'device-not-registered',
-          );
-        if (device.enrollmentState === 'REVOKED' || device.enrollmentState === 'REJECTED') {
-          throw new ForbiddenError(
-            `device ${input.device_id} was ${device.enrollmentState.toLowerCase()}; facilities must register it again`,
-            'device-revoked',
-          );
-        }
-        const active = await tx.em.count(DeviceCertificate, { deviceRef: device.id, status: 'ACTIVE' });
-        // A second identity for a live device is how a clone would slip in: re-enroll with the current key instead.
-        if (active > 0) {
-          throw new ForbiddenError(
-            `device ${input.device_id} already holds an active certificate`,
-            'already-enrolled',
-          );
-        }
-        if (device.expectedCdiCommitment && device.expectedCdiCommitment !== input.cdi_commitment) {
-          throw new ForbiddenError(
-            'the CDI commitment differs from the registered one',
-            'commitment-mismatch',
-          );
-        }
-        if (device.type !== input.device_type) {
-          throw new ForbiddenError(
-            `device ${input.device_id} is registered as ${device.type}`,
-            'device-type-mismatch',
-          );
-        }
         const issued = await this.createToken(tx.em, device, {
           cdiCommitment: input.cdi_commitment,
           firmwareVersion: input.firmware_version,
@@ -168,6 +161,25 @@ export class OttService {
     });
   }
 
+  /** The device and whether it holds an active certificate, in one query. */
+  private async deviceWithActiveCertificate(
+    em: EntityManager,
+    deviceId: string,
+  ): Promise<{ device: Device; hasActiveCertificate: boolean } | null> {
+    const [row] = await em.getConnection().execute<Array<Record<string, unknown>>>(
+      `select d.*, exists (
+         select 1 from device_certificate c where c.device_ref = d.id and c.status = 'ACTIVE'
+       ) as has_active_certificate
+       from device d where d.device_id = ?`,
+      [deviceId],
+      'all',
+      em.getTransactionContext(),
+    );
+    if (!row) return null;
+    const { has_active_certificate: hasActiveCertificate, ...columns } = row;
+    return { device: em.map(Device, columns), hasActiveCertificate: hasActiveCertificate === true };
+  }
+
   private async createToken(
     em: EntityManager,
     device: Device,
@@ -179,11 +191,6 @@ export class OttService {
     },
   ): Promise<IssuedOtt> {
     const now = this.clock.now();
-    await em.nativeUpdate(
-      EnrollmentToken,
-      { deviceRef: device.id, state: 'OUTSTANDING' },
-      { state: 'REPLACED' },
-    );
     const ott = randomBytes(32).toString('base64url');
     const token = Object.assign(new EnrollmentToken(), {
       id: randomUUID(),
@@ -193,8 +200,32 @@ export class OttService {
       issuedAt: now,
       expiresAt: new Date(now.getTime() + this.settings.ottLifetimeSeconds * 1000),
     });
-    em.persist(token);
-    await em.flush();
+    // One statement: the outstanding token (if any) is replaced before the new one is inserted, as
+    // the insert reads the replacement's result; the partial unique index keeps one outstanding.
+    await em.getConnection().execute(
+      `with replaced as (
+         update enrollment_token set state = 'REPLACED' where device_ref = ? and state = 'OUTSTANDING'
+         returning id
+       )
+       insert into enrollment_token
+         (id, device_ref, token_hash, cdi_commitment, firmware_version, firmware_hash, state,
+          issued_at, expires_at, issued_by)
+       select ?, ?, ?, ?, ?, ?, 'OUTSTANDING', ?, ?, ? where (select count(*) from replaced) >= 0`,
+      [
+        device.id,
+        token.id,
+        token.deviceRef,
+        token.tokenHash,
+        token.cdiCommitment,
+        token.firmwareVersion,
+        token.firmwareHash,
+        token.issuedAt,
+        token.expiresAt,
+        token.issuedBy,
+      ],
+      'run',
+      em.getTransactionContext(),
+    );
     return { ott, expiresAt: token.expiresAt };
   }
 }

@@ -25,7 +25,7 @@ export async function handleAttestationResponses(
   const handler = async ({ topic, payload }: { topic: string; payload: Buffer }) => {
     const parsed = parseTopic(topic);
     if (!parsed || (parsed.kind !== 'attestResponse' && parsed.kind !== 'attestResponseBare')) return;
-    const disposition = await services.attestation.handleResponse(services.database.orm.em.fork(), payload, {
+    const disposition = await services.attestation.handleResponse(services.database.orm.em, payload, {
       topicDeviceId: deviceIdOf(parsed),
       receivedAt: services.clock.now(),
     });

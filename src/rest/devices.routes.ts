@@ -64,7 +64,10 @@ export function addDeviceRoutes(router: Router, services: Services): void {
         unchanged: count('unchanged'),
         re_registered: count('re-registered'),
         failed: count('error'),
-        rows: results.filter((result) => result.outcome === 'error'),
+        // snake_case like the rest of the runbook's JSON (the service's row result is camelCase).
+        rows: results
+          .filter((result) => result.outcome === 'error')
+          .map(({ row, deviceId, outcome, error }) => ({ row, device_id: deviceId, outcome, error })),
       });
     }),
   );

@@ -42,6 +42,10 @@ export function renderError(
   const extra: Record<string, unknown> = { code: error.code };
   if (error instanceof ValidationError) extra.field = error.field;
   const responseHeaders = { ...headers };
+  // RFC 9110 11.6.1: a 401 names the schemes that would work. Domain 401s are the EST token refusals,
+  // where both a Bearer token and Basic (device id, token) are accepted; a stock EST client that
+  // waits for a challenge before sending Basic needs it.
+  if (status === 401) responseHeaders['www-authenticate'] ??= 'Basic realm="fleetproof", Bearer';
   if (error instanceof RateLimitedError) responseHeaders['retry-after'] = String(error.retryAfterSeconds);
   sendProblem(res, problem(status, error.reason, titleFor(status), error.message, extra), responseHeaders);
   return true;

@@ -46,6 +46,11 @@ export class Router {
     return this;
   }
 
+  /** The route table as registered (method and path template), for the OpenAPI contract test. */
+  routes(): Array<{ method: string; path: string }> {
+    return this.#routes.map((route) => ({ method: route.method, path: route.name }));
+  }
+
   /** Returns the matched route's name (for metrics), or undefined when nothing matched. */
   async handle(raw: IncomingMessage, res: ServerResponse, logger: Logger): Promise<string | undefined> {
     const url = new URL(raw.url ?? '/', 'http://localhost');

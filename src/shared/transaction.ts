@@ -39,6 +39,22 @@ export class TransactionRunner {
   }
 
   /**
+   * For work that is a single statement on `em` outside any transaction (atomic by itself, in
+   * autocommit): the same `Tx` and emit contract as `run`, without the BEGIN and COMMIT round trips.
+   * Events are published once the work resolved, that is after its statement committed.
+   */
+  async single<T>(em: EntityManager, work: (tx: Tx) => Promise<T>): Promise<T> {
+    const pending: Array<() => void> = [];
+    const value = await work({
+      em,
+      emit: (topic, payload) =>
+        pending.push(() => this.events.publish(topic, typeof payload === 'function' ? payload() : payload)),
+    });
+    for (const publish of pending) publish();
+    return value;
+  }
+
+  /**
    * Joins `work` to the next transaction run on `em` that commits, as its last statements, so what
    * it writes commits or rolls back with that transaction's own change; a transaction that rolls
    * back passes it on to the next one. Only `em` itself qualifies, not its forks. Returns a function

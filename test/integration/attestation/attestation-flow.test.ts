@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AttestationResult } from '../../../src/attestation/attestation-result.entity.js';
 import { AuditEvent } from '../../../src/audit/audit-event.entity.js';
 import { verifyAuditChain } from '../../../src/audit/audit.service.js';
+import { writeDecisions } from '../../../src/attestation/attestation.store.js';
+import { AttestationChallenge } from '../../../src/attestation/challenge.entity.js';
 import { Case, type CaseSource } from '../../../src/cases/case.entity.js';
 import { Device } from '../../../src/devices/device.entity.js';
 import { ManualClock } from '../../../src/shared/clock.js';
@@ -233,6 +235,38 @@ describe('group commit', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(await em().count(AttestationResult, { challengeId: burst[0]!.first.challenge_id })).toBe(1);
     expect(await verifyAuditChain(em())).toMatchObject({ ok: true });
+  });
+
+  it('rolls back a whole group write made on a stale device version (the guard), and the challenge can still be decided', async () => {
+    const { device, first } = await approvedDevice('guard');
+    const row = await deviceRow(device.deviceId);
+    const at = new Date();
+    const stale = writeDecisions(
+      { em: em(), emit: () => {} },
+      {
+        claims: [{ id: first.challenge_id, state: 'ANSWERED', responseHash: 'ab'.repeat(32), decidedAt: at }],
+        devices: [
+          {
+            id: row.id,
+            version: row.version - 1,
+            attestationStatus: 'VERIFIED',
+            failureKind: null,
+            consecutiveFailures: 0,
+            lastCounter: null,
+            lastAttestationAt: at,
+            updatedAt: at,
+          },
+        ],
+        results: [],
+      },
+    );
+    await expect(stale).rejects.toMatchObject({ code: '40001' });
+    expect(await em().findOneOrFail(AttestationChallenge, { id: first.challenge_id })).toMatchObject({
+      state: 'OPEN',
+      responseHash: null,
+    });
+    await device.publish(await device.response(first));
+    expect((await results(first.challenge_id))[0]?.outcome).toBe('PASS');
   });
 });
 
