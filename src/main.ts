@@ -103,7 +103,7 @@ export async function createServices(
     const rateLimiter = new RateLimiter(clock);
     const sites = new SiteService(audit, transactions, clock, config.liveness);
     const fleetSummary = new FleetSummaryService(sites, clock);
-    exportFleetGauges(metrics, () => fleetSummary.current(database.orm.em.fork()));
+    exportFleetGauges(metrics, () => fleetSummary.current(database.orm.em.fork()), logger);
     return {
       clock,
       logger,

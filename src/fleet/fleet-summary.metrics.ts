@@ -1,11 +1,26 @@
+import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { SITE_LIVENESS } from '../sites/site.service.js';
 import type { FleetSummary } from './fleet-summary.service.js';
 
-/** `/metrics` carries the fleet summary's counts, taken from one summary per scrape. */
-export function exportFleetGauges(metrics: Metrics, current: () => Promise<FleetSummary>): void {
+/**
+ * `/metrics` carries the fleet summary's counts, taken from one summary per scrape. When the summary
+ * cannot be computed (database down) the gauges keep their last values and the scrape still succeeds,
+ * so `fleetproof_component_up` can tell what is wrong.
+ */
+export function exportFleetGauges(
+  metrics: Metrics,
+  current: () => Promise<FleetSummary>,
+  logger: Logger,
+): void {
   metrics.onFleetScrape(async () => {
-    const summary = await current();
+    let summary: FleetSummary;
+    try {
+      summary = await current();
+    } catch (error) {
+      logger.warn({ err: error }, 'fleet summary for /metrics failed; gauges keep their last values');
+      return;
+    }
     metrics.fleetDevicesByStatus.reset();
     for (const { status, count } of summary.byAttestationStatus)
       metrics.fleetDevicesByStatus.set({ status }, count);

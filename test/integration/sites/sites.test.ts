@@ -348,6 +348,31 @@ describe('REST heartbeat', () => {
     expect(body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
   });
 
+  it('issues site tokens through GraphQL, bound to one defined site', async () => {
+    const site = uniqueId('gql');
+    await createSite(site);
+    const admin = await service.token('admin');
+    const create = `mutation ($role: Role!, $site: String) {
+      createApiToken(name: "controller", role: $role, site: $site) {
+        __typename
+        ... on MutationCreateApiTokenSuccess { data { token apiToken { role siteId } } }
+        ... on ValidationFailed { field }
+      }
+    }`;
+    type Created = {
+      createApiToken: {
+        __typename: string;
+        field?: string;
+        data?: { token: string; apiToken: { role: string; siteId: string | null } };
+      };
+    };
+    const missing = await gql<Created>(admin, create, { role: 'SITE' });
+    expect(missing.createApiToken).toEqual({ __typename: 'ValidationFailed', field: 'site' });
+    const created = await gql<Created>(admin, create, { role: 'SITE', site });
+    expect(created.createApiToken.data?.apiToken).toEqual({ role: 'SITE', siteId: site });
+    expect((await heartbeat(site, created.createApiToken.data!.token)).status).toBe(200);
+  });
+
   it('refuses a site token for a site that is not defined', async () => {
     await expect(
       service.services.tokens.create(em(), { name: 'x', role: 'site', siteId: 'not-defined', actor: 'test' }),
