@@ -12,6 +12,13 @@ export interface AuditInput {
   details?: Record<string, unknown>;
 }
 
+/** Where `audit_append` put an event in the chain. */
+interface AuditLink {
+  seq: string;
+  prev_hash: string;
+  hash: string;
+}
+
 export class AuditService {
   constructor(
     private readonly clock: Clock,
@@ -30,14 +37,59 @@ export class AuditService {
   /**
    * Appends several events, in order, in one statement: `audit_append` (migration
    * 20261129190000) locks the single-row chain head, links each event to its predecessor by
-   * hashing the canonical parts computed here, and moves the head. The head's row lock serialises
-   * appenders across every process and lasts until commit, so the caller's pending changes are
-   * flushed first and the append is the transaction's last statement.
+   * hashing the canonical parts computed here (audit-chain.ts), and moves the head. The head's row
+   * lock serialises appenders across every process and lasts until commit, so the caller's pending
+   * changes are flushed first and the append is the transaction's last statement.
    */
   async recordMany(tx: Tx, inputs: readonly AuditInput[]): Promise<AuditEvent[]> {
     if (inputs.length === 0) return [];
     const { em } = tx;
     await em.flush();
+    const append = this.append(inputs);
+    const links = await em
+      .getConnection()
+      .execute<AuditLink[]>(
+        `select seq::text as seq, prev_hash, hash from audit_append(?::jsonb, ?, ?)`,
+        append.params,
+        'all',
+        em.getTransactionContext(),
+      );
+    return this.linked(tx, append.events, links);
+  }
+
+  /**
+   * Appends `inputs` in the one statement that makes the change they record, run through
+   * `TransactionRunner.single`: atomic without BEGIN/COMMIT round trips, the chain head locked only
+   * while that statement runs and commits. `change.ctes` are its data-modifying CTEs (`name as
+   * (...)`, comma-separated); the events are appended only if the CTE named `change.when` returns a row. Returns the rows of
+   * `change.select`, a query over those CTEs: no row, no change and no event.
+   */
+  async recordInStatement<Row extends object>(
+    tx: Tx,
+    change: { ctes: string; when: string; select: string; params: readonly unknown[] },
+    inputs: readonly AuditInput[],
+  ): Promise<Row[]> {
+    const append = this.append(inputs);
+    const rows = await tx.em.getConnection().execute<Array<Row & { audit_links: AuditLink[] }>>(
+      `with ${change.ctes},
+       audited as (
+         select coalesce(jsonb_agg(jsonb_build_object(
+                  'seq', seq::text, 'prev_hash', prev_hash, 'hash', hash) order by seq), '[]') as audit_links
+           from audit_append(
+             case when exists (select 1 from ${change.when}) then ?::jsonb else '[]'::jsonb end, ?, ?)
+       )
+       select changed.*, audited.audit_links from (${change.select}) changed cross join audited`,
+      [...change.params, ...append.params],
+      'all',
+      tx.em.getTransactionContext(),
+    );
+    const [first] = rows;
+    if (first) this.linked(tx, append.events, first.audit_links);
+    return rows.map(({ audit_links: _links, ...row }) => row as unknown as Row);
+  }
+
+  /** The events to append and the parameters of `audit_append` (migration 20261129190000). */
+  private append(inputs: readonly AuditInput[]): { events: AuditEvent[]; params: unknown[] } {
     const occurredAt = this.clock.now();
     const events = inputs.map((input) => {
       const event = new AuditEvent();
@@ -48,24 +100,18 @@ export class AuditService {
       event.details = input.details ?? {};
       return event;
     });
-    const links = await em.getConnection().execute<{ seq: string; prev_hash: string; hash: string }[]>(
-      'select seq::text as seq, prev_hash, hash from audit_append(?::jsonb, ?, ?)',
-      [
-        JSON.stringify(
-          events.map((event) => ({
-            ...canonicalAuditParts(event),
-            actor: event.actor,
-            action: event.action,
-            subject: event.subject,
-            details: event.details,
-          })),
-        ),
-        occurredAt,
-        SEQ_SEPARATOR,
-      ],
-      'all',
-      em.getTransactionContext(),
-    );
+    const parts = events.map((event) => ({
+      ...canonicalAuditParts(event),
+      actor: event.actor,
+      action: event.action,
+      subject: event.subject,
+      details: event.details,
+    }));
+    return { events, params: [JSON.stringify(parts), occurredAt, SEQ_SEPARATOR] };
+  }
+
+  /** Completes the events with the links the database gave them and publishes them after commit. */
+  private linked(tx: Tx, events: AuditEvent[], links: readonly AuditLink[]): AuditEvent[] {
     events.forEach((event, index) => {
       const link = links[index]!;
       event.seq = link.seq;

@@ -121,14 +121,30 @@ export class EnrollmentService {
 
       const issued = await this.issue(csr, device, commitment, now);
       const certificate = this.certificateRow(device, issued, token.id);
-      return await this.transactions.run(em, async (tx) => {
-        // One statement. Conditional consumption: of two concurrent requests with one token, exactly
-        // one proceeds; the device row and the certificate row are written only by that one. The
-        // device's version moves, so an approve or reject decided on the earlier state conflicts.
-        const [enrolled] = await tx.em
-          .getConnection()
-          .execute<Array<{ version: number; firmware_version: string | null; firmware_hash: string | null }>>(
-            `with consumed as (
+      const enrolledEvent = {
+        actor: `device:${device.deviceId}@${request.clientAddress}`,
+        action: 'device.enrolled',
+        subject,
+        details: {
+          serial: issued.serialHex,
+          keyType: csr.key.kind,
+          notAfter: issued.notAfter.toISOString(),
+          method: 'ott',
+        },
+      };
+      return await this.transactions.single(em, async (tx) => {
+        // One statement with its audit event. Conditional consumption: of two concurrent requests
+        // with one token, exactly one proceeds; the device row, the certificate row and the event are
+        // written only by that one. The device's version moves, so an approve or reject decided on
+        // the earlier state conflicts.
+        const [enrolled] = await this.audit.recordInStatement<{
+          version: number;
+          firmware_version: string | null;
+          firmware_hash: string | null;
+        }>(
+          tx,
+          {
+            ctes: `consumed as (
                update enrollment_token
                   set state = 'CONSUMED', consumed_at = ?, csr_spki_sha256 = ?, certificate_id = ?
                 where id = ? and state = 'OUTSTANDING'
@@ -145,9 +161,10 @@ export class EnrollmentService {
                  (id, device_ref, serial_hex, fingerprint_sha256, spki_sha256, pem, not_before, not_after,
                   status, issued_at, enrollment_token_id)
                select ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? from enrolled
-             )
-             select version, firmware_version, firmware_hash from enrolled`,
-            [
+             )`,
+            when: 'enrolled',
+            select: 'select version, firmware_version, firmware_hash from enrolled',
+            params: [
               now,
               csr.spkiSha256,
               certificate.id,
@@ -169,9 +186,9 @@ export class EnrollmentService {
               certificate.issuedAt,
               certificate.enrollmentTokenId,
             ],
-            'all',
-            tx.em.getTransactionContext(),
-          );
+          },
+          [enrolledEvent],
+        );
         if (!enrolled)
           throw new UnauthenticatedError('the enrollment token has already been used', 'token-spent');
         // A detached copy: the request's EntityManager keeps the row as it read it.
@@ -184,17 +201,6 @@ export class EnrollmentService {
           updatedAt: now,
           version: enrolled.version,
         } satisfies Partial<Device>);
-        await this.audit.record(tx, {
-          actor: `device:${device.deviceId}@${request.clientAddress}`,
-          action: 'device.enrolled',
-          subject,
-          details: {
-            serial: issued.serialHex,
-            keyType: csr.key.kind,
-            notAfter: issued.notAfter.toISOString(),
-            method: 'ott',
-          },
-        });
         this.emitChanged(tx, updated, 'enrolled', 'PENDING', `device:${device.deviceId}`);
         return { device: updated, certificate, der: issued.der, replayed: false };
       });

@@ -8,7 +8,6 @@ import type { Clock } from '../shared/clock.js';
 import { DomainError, ForbiddenError, ValidationError } from '../shared/errors.js';
 import { DEVICE_ID_PATTERN, SHA256_REF_PATTERN } from '../shared/identifiers.js';
 import type { TransactionRunner } from '../shared/transaction.js';
-import { EnrollmentToken } from './enrollment-token.entity.js';
 import type { EnrollmentSettings } from './enrollment.settings.js';
 
 export function hashOtt(ott: string): string {
@@ -93,25 +92,28 @@ export class OttService {
           'device-type-mismatch',
         );
       }
-      return await this.transactions.run(em, async (tx) => {
-        const issued = await this.createToken(tx.em, device, {
-          cdiCommitment: input.cdi_commitment,
-          firmwareVersion: input.firmware_version,
-          firmwareHash: input.firmware_hash ?? null,
-          issuedBy: actor,
-        });
-        await this.audit.record(tx, {
-          actor,
-          action: 'ott.issued',
-          subject: `device:${device.deviceId}`,
-          details: {
-            channel: origin.channel,
-            expiresAt: issued.expiresAt.toISOString(),
-            firmwareVersion: input.firmware_version,
-          },
-        });
-        return issued;
+      const { issued, change } = this.newToken(device, {
+        cdiCommitment: input.cdi_commitment,
+        firmwareVersion: input.firmware_version,
+        firmwareHash: input.firmware_hash ?? null,
+        issuedBy: actor,
       });
+      // The token and its audit event in one statement (no transaction round trips).
+      await this.transactions.single(em, (tx) =>
+        this.audit.recordInStatement(tx, change, [
+          {
+            actor,
+            action: 'ott.issued',
+            subject: `device:${device.deviceId}`,
+            details: {
+              channel: origin.channel,
+              expiresAt: issued.expiresAt.toISOString(),
+              firmwareVersion: input.firmware_version,
+            },
+          },
+        ]),
+      );
+      return issued;
     } catch (error) {
       if (error instanceof DomainError) {
         await this.transactions.run(em, (tx) =>
@@ -145,12 +147,15 @@ export class OttService {
           'the device has no expected CDI commitment in the inventory to bind the token to',
         );
       }
-      const issued = await this.createToken(tx.em, device, {
+      const { issued, change } = this.newToken(device, {
         cdiCommitment: device.expectedCdiCommitment,
         firmwareVersion: null,
         firmwareHash: null,
         issuedBy: actor,
       });
+      await tx.em
+        .getConnection()
+        .execute(`with ${change.ctes} ${change.select}`, change.params, 'all', tx.em.getTransactionContext());
       await this.audit.record(tx, {
         actor,
         action: 'ott.issued',
@@ -180,8 +185,12 @@ export class OttService {
     return { device: em.map(Device, columns), hasActiveCertificate: hasActiveCertificate === true };
   }
 
-  private async createToken(
-    em: EntityManager,
+  /**
+   * A new token for `device` and the statement that stores it: the outstanding token (if any) is
+   * replaced before the new one is inserted, as the insert reads the replacement's result; the
+   * partial unique index keeps at most one outstanding.
+   */
+  private newToken(
     device: Device,
     binding: {
       cdiCommitment: string;
@@ -189,43 +198,38 @@ export class OttService {
       firmwareHash: string | null;
       issuedBy: string;
     },
-  ): Promise<IssuedOtt> {
+  ): { issued: IssuedOtt; change: { ctes: string; when: string; select: string; params: unknown[] } } {
     const now = this.clock.now();
     const ott = randomBytes(32).toString('base64url');
-    const token = Object.assign(new EnrollmentToken(), {
-      id: randomUUID(),
-      deviceRef: device.id,
-      tokenHash: hashOtt(ott),
-      ...binding,
-      issuedAt: now,
-      expiresAt: new Date(now.getTime() + this.settings.ottLifetimeSeconds * 1000),
-    });
-    // One statement: the outstanding token (if any) is replaced before the new one is inserted, as
-    // the insert reads the replacement's result; the partial unique index keeps one outstanding.
-    await em.getConnection().execute(
-      `with replaced as (
-         update enrollment_token set state = 'REPLACED' where device_ref = ? and state = 'OUTSTANDING'
-         returning id
-       )
-       insert into enrollment_token
-         (id, device_ref, token_hash, cdi_commitment, firmware_version, firmware_hash, state,
-          issued_at, expires_at, issued_by)
-       select ?, ?, ?, ?, ?, ?, 'OUTSTANDING', ?, ?, ? where (select count(*) from replaced) >= 0`,
-      [
-        device.id,
-        token.id,
-        token.deviceRef,
-        token.tokenHash,
-        token.cdiCommitment,
-        token.firmwareVersion,
-        token.firmwareHash,
-        token.issuedAt,
-        token.expiresAt,
-        token.issuedBy,
-      ],
-      'run',
-      em.getTransactionContext(),
-    );
-    return { ott, expiresAt: token.expiresAt };
+    const expiresAt = new Date(now.getTime() + this.settings.ottLifetimeSeconds * 1000);
+    return {
+      issued: { ott, expiresAt },
+      change: {
+        ctes: `replaced as (
+           update enrollment_token set state = 'REPLACED' where device_ref = ? and state = 'OUTSTANDING'
+           returning id
+         ), issued as (
+           insert into enrollment_token
+             (id, device_ref, token_hash, cdi_commitment, firmware_version, firmware_hash, state,
+              issued_at, expires_at, issued_by)
+           select ?, ?, ?, ?, ?, ?, 'OUTSTANDING', ?, ?, ? where (select count(*) from replaced) >= 0
+           returning id
+         )`,
+        when: 'issued',
+        select: 'select id from issued',
+        params: [
+          device.id,
+          randomUUID(),
+          device.id,
+          hashOtt(ott),
+          binding.cdiCommitment,
+          binding.firmwareVersion,
+          binding.firmwareHash,
+          now,
+          expiresAt,
+          binding.issuedBy,
+        ],
+      },
+    };
   }
 }

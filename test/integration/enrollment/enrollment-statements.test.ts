@@ -87,8 +87,8 @@ describe('an enrollment (OTT request + simpleenroll)', () => {
     expect(new Set(steady.map((count) => `${count.ott}/${count.est}`)).size).toBe(1);
     const [{ ott, est }] = steady as [{ ott: number; est: number }];
     console.log(`statements per enrollment: OTT request ${ott}, simpleenroll ${est}, total ${ott + est}`);
-    expect(ott).toBeLessThanOrEqual(6);
-    expect(est).toBeLessThanOrEqual(6);
+    expect(ott).toBeLessThanOrEqual(3);
+    expect(est).toBeLessThanOrEqual(3);
 
     const chain = await verifyAuditChain(service.services.database.orm.em.fork());
     expect(chain).toMatchObject({ ok: true });

@@ -68,6 +68,36 @@ describe('the audit chain head', () => {
   });
 });
 
+describe('AuditService.recordInStatement', () => {
+  it('appends the events with the change in one statement, and none when nothing changed', async () => {
+    const orm = instances[0]!;
+    const published: string[] = [];
+    const runner = new TransactionRunner({ publish: (topic) => published.push(topic) });
+    const change = (key: string, happens: boolean) =>
+      runner.single(orm.em.fork(), (tx) =>
+        audit.recordInStatement<{ key: string }>(
+          tx,
+          {
+            ctes: `changed as (
+              insert into rate_limit_window (key, window_start, count) select ?, now(), 1 where ?
+              returning key)`,
+            when: 'changed',
+            select: 'select key from changed',
+            params: [key, happens],
+          },
+          [{ actor: 'test', action: 'test.changed', subject: key }],
+        ),
+      );
+    const before = await verifyAuditChain(orm.em.fork());
+    expect(await change('unchanged', false)).toEqual([]);
+    expect(published).toEqual([]);
+    expect(await change('changed', true)).toEqual([{ key: 'changed' }]);
+    expect(published).toEqual(['audit.recorded']);
+    const after = await verifyAuditChain(orm.em.fork());
+    expect(after).toEqual({ ok: true, checked: before.checked + 1 });
+  });
+});
+
 describe('the chain head migration', () => {
   it.runIf(inject('databaseMode') === 'postgresql')(
     'seeds the head from an existing chain, which new appends then continue',
