@@ -94,10 +94,15 @@ export class PolicyBundleService {
     if (this.#cache && now - this.#cache.loadedAt < CACHE_TTL_MS && now >= this.#cache.loadedAt) {
       return this.#cache.byType;
     }
+    // In the caller's transaction when there is one: a second connection would wait for it on the
+    // embedded database (one backend session) while the transaction waits for this answer.
     const rows = await em
       .getConnection()
       .execute<{ id: string }[]>(
         `select distinct on (device_type) id from policy_bundle order by device_type, version desc`,
+        [],
+        'all',
+        em.getTransactionContext(),
       );
     const bundles = rows.length
       ? await em.find(PolicyBundle, { id: { $in: rows.map((row) => row.id) } }, { disableIdentityMap: true })
