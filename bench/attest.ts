@@ -200,7 +200,9 @@ export async function runAttestBenchmark(args: string[]): Promise<void> {
       if (!marked && now >= window.from) {
         marked = true;
         cpuBefore = process.cpuUsage();
-        postgresBefore = await postgresCpuSeconds();
+        postgresBefore = database
+          ? await postgresCpuSeconds(new URL(database.url).pathname.slice(1))
+          : undefined;
         toDevices({ type: 'mark' });
       }
       credit = rate > 0 ? Math.min(credit + (rate * (now - lastDrive)) / 1000, rate) : idle.length;
@@ -223,7 +225,9 @@ export async function runAttestBenchmark(args: string[]): Promise<void> {
       await sleep(Math.max(0, DRIVE_MS - (epochMs() - now)));
     }
     const cpu = process.cpuUsage(cpuBefore);
-    const postgresAfter = await postgresCpuSeconds();
+    const postgresAfter = database
+      ? await postgresCpuSeconds(new URL(database.url).pathname.slice(1))
+      : undefined;
     stopReport();
     // Answers already on their way are still measured for latency.
     await sleep(2_000);
@@ -250,7 +254,7 @@ export async function runAttestBenchmark(args: string[]): Promise<void> {
       `  service process CPU: ${fmt(serviceCpu, 2)} s = ${fmt(perVerification * 1e6, 0)} µs per verification = ${fmt(perVerification * rawVerify, 2)} raw verifies`,
     );
     console.log(
-      `  devices process CPU: ${fmt(report.cpuSeconds, 2)} s; PostgreSQL (all backends on the machine): ${postgresBefore !== undefined && postgresAfter !== undefined ? `${fmt(postgresAfter - postgresBefore, 2)} s = ${fmt(((postgresAfter - postgresBefore) / Math.max(1, decidedInWindow)) * 1e6, 0)} µs per verification` : 'n/a'}`,
+      `  devices process CPU: ${fmt(report.cpuSeconds, 2)} s; PostgreSQL (backends of the bench database): ${postgresBefore !== undefined && postgresAfter !== undefined ? `${fmt(postgresAfter - postgresBefore, 2)} s = ${fmt(((postgresAfter - postgresBefore) / Math.max(1, decidedInWindow)) * 1e6, 0)} µs per verification` : 'n/a'}`,
     );
     if (report.errors > 0) console.log(`  device-side errors: ${report.errors}`);
   } finally {

@@ -145,20 +145,21 @@ export function benchEnvironment(
 }
 
 /**
- * CPU seconds used so far by every PostgreSQL process on this machine (Linux /proc): the database's
- * share of a benchmark, read before and after. Other sessions' queries count too, so it is an upper bound.
+ * CPU seconds used so far by the PostgreSQL backends connected to `database` (Linux /proc; a
+ * backend's command line names its database): the database's share of a benchmark, read before and
+ * after, without other sessions' databases on the same server. Background writers are not counted.
  */
-export async function postgresCpuSeconds(): Promise<number | undefined> {
+export async function postgresCpuSeconds(database: string): Promise<number | undefined> {
   const ticksPerSecond = 100; // USER_HZ on Linux
   try {
     let ticks = 0;
     for (const entry of await readdir('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       try {
+        const command = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).replaceAll('\0', ' ');
+        if (!command.startsWith('postgres: ') || !command.split(' ').includes(database)) continue;
         const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
-        const close = stat.lastIndexOf(')');
-        if (stat.slice(stat.indexOf('(') + 1, close) !== 'postgres') continue;
-        const fields = stat.slice(close + 2).split(' ');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
         ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
       } catch {
         // the process ended while we looked
