@@ -83,9 +83,9 @@ export class EnrollmentService {
     let subject = request.claimedDeviceId ? `device:${request.claimedDeviceId}` : 'device:unknown';
     try {
       if (!request.ott) throw new UnauthenticatedError('an enrollment token is required', 'token-missing');
-      const token = await em.findOne(EnrollmentToken, { tokenHash: hashOtt(request.ott) });
-      if (!token) throw new UnauthenticatedError('the enrollment token is not valid', 'token-unknown');
-      const device = await em.findOneOrFail(Device, { id: token.deviceRef });
+      const found = await this.tokenWithDevice(em, hashOtt(request.ott));
+      if (!found) throw new UnauthenticatedError('the enrollment token is not valid', 'token-unknown');
+      const { token, device } = found;
       subject = `device:${device.deviceId}`;
       // HTTP Basic names a device: a token must not be spent on behalf of another one.
       if (request.claimedDeviceId !== undefined && request.claimedDeviceId !== device.deviceId) {
@@ -372,6 +372,35 @@ export class EnrollmentService {
       await this.auditRefusal(em, error, 'reenrollment.refused', subject, request.clientAddress);
       throw error;
     }
+  }
+
+  /** The token with its device in one query, each entity's columns under its own alias prefix. */
+  private async tokenWithDevice(
+    em: EntityManager,
+    tokenHash: string,
+  ): Promise<{ token: EnrollmentToken; device: Device } | null> {
+    const columns = (entity: typeof EnrollmentToken | typeof Device, alias: string) =>
+      em
+        .getMetadata()
+        .get(entity.name)
+        .props.flatMap((prop) => prop.fieldNames)
+        .map((field) => `${alias}."${field}" as "${alias}_${field}"`);
+    const [row] = await em.getConnection().execute<Array<Record<string, unknown>>>(
+      `select ${[...columns(EnrollmentToken, 't'), ...columns(Device, 'd')].join(', ')}
+         from enrollment_token t join device d on d.id = t.device_ref
+        where t.token_hash = ?`,
+      [tokenHash],
+      'all',
+      em.getTransactionContext(),
+    );
+    if (!row) return null;
+    const part = (alias: string) =>
+      Object.fromEntries(
+        Object.entries(row)
+          .filter(([key]) => key.startsWith(`${alias}_`))
+          .map(([key, value]) => [key.slice(alias.length + 1), value]),
+      );
+    return { token: em.map(EnrollmentToken, part('t')), device: em.map(Device, part('d')) };
   }
 
   private readCsr(body: Buffer | string): ParsedCsr {

@@ -88,7 +88,7 @@ describe('an enrollment (OTT request + simpleenroll)', () => {
     const [{ ott, est }] = steady as [{ ott: number; est: number }];
     console.log(`statements per enrollment: OTT request ${ott}, simpleenroll ${est}, total ${ott + est}`);
     expect(ott).toBeLessThanOrEqual(3);
-    expect(est).toBeLessThanOrEqual(3);
+    expect(est).toBeLessThanOrEqual(2);
 
     const chain = await verifyAuditChain(service.services.database.orm.em.fork());
     expect(chain).toMatchObject({ ok: true });
