@@ -47,8 +47,11 @@ async function results(service: TestService, challengeId: string): Promise<Attes
 
 describe('attestation across instances and restarts', () => {
   it('shares the schedule between two instances on one database with no device challenged twice', async () => {
-    const a = await startTestService({ mqtt: 'embedded', clock, databaseUrl, dataDir });
-    const b = await startTestService({ mqtt: 'embedded', clock, databaseUrl, dataDir });
+    // Their own schedulers stay out of the way (a tick a minute): the claims under test are the
+    // explicit ones below, racing each other, not a background pass that gets there first.
+    const quiet = { FLEETPROOF_SCHEDULER_TICK_MS: '60000' };
+    const a = await startTestService({ mqtt: 'embedded', clock, databaseUrl, dataDir, env: quiet });
+    const b = await startTestService({ mqtt: 'embedded', clock, databaseUrl, dataDir, env: quiet });
     try {
       const ids = Array.from(
         { length: 60 },
