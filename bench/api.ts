@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setImmediate } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
@@ -152,12 +153,16 @@ async function fanoutPhase({ client, server, running, sites, values }: Phase): P
   const perSubscriber = (key: 'rss' | 'heapUsed' | 'external') =>
     (idle[key] - before[key]) / subscriberCount / 1024;
   console.log(
-    `  server memory per idle subscriber: RSS ${fmt(perSubscriber('rss'))} KB, JS heap ${fmt(perSubscriber('heapUsed'))} KB + external ${fmt(perSubscriber('external'))} KB (RSS ${mib(before.rss)} -> ${mib(idle.rss)} MiB, heap ${mib(before.heapUsed)} -> ${mib(idle.heapUsed)} MiB)`,
+    `  server memory per idle subscriber: ${fmt(perSubscriber('heapUsed') + perSubscriber('external'))} KB live (JS heap ${fmt(perSubscriber('heapUsed'))} KB + external ${fmt(perSubscriber('external'))} KB; heap ${mib(before.heapUsed)} -> ${mib(idle.heapUsed)} MiB)`,
+  );
+  // RSS also moves with pages V8 keeps or returns from earlier phases, so it is shown, not divided.
+  console.log(
+    `  server RSS ${mib(before.rss)} -> ${mib(idle.rss)} MiB (${fmt(perSubscriber('rss'))} KB per subscriber)`,
   );
 
   await client.ask({ type: 'count-reset' }, null);
   server.reset();
-  const published = await publisher.run(eventRate, Number(values['fanout-seconds']));
+  const { published, elapsedMs } = await publisher.run(eventRate, Number(values['fanout-seconds']));
   const expected = published * (subscriberCount / sites.length);
   const drainUntil = performance.now() + 10_000;
   let counts = await client.ask({ type: 'count-report' }, 'counts');
@@ -168,7 +173,7 @@ async function fanoutPhase({ client, server, running, sites, values }: Phase): P
   const serverLine = server.line();
   const deliveringSeconds = (counts.lastMs - counts.firstMs) / 1000;
   console.log(
-    `  published ${published} events at ${eventRate}/s for ${values['fanout-seconds']} s through the app event bus (attestation.decided)`,
+    `  published ${published} events in ${fmt(elapsedMs / 1000)} s through the app event bus (attestation.decided): ${fmt(published / (elapsedMs / 1000))}/s of the ${eventRate}/s asked`,
   );
   console.log(
     `  delivered ${counts.delivered}/${expected}: ${fmt(counts.delivered / deliveringSeconds, 0)} deliveries/s (target ${fmt((eventRate * subscriberCount) / sites.length, 0)}), ${counts.missed} MissedEvents markers for ${counts.dropped} dropped, ${counts.errors} subscriber errors`,
@@ -297,17 +302,24 @@ class Publisher {
     for (const site of this.sites) this.publish(site);
   }
 
-  /** `rate` events a second, the sites in turn, for `seconds`; returns how many were published. */
-  async run(rate: number, seconds: number): Promise<number> {
+  /**
+   * `rate` events a second, the sites in turn, for `seconds`. Decisions reach the bus from separate
+   * commits, so at most a group's worth is published in one turn of the event loop; when the service
+   * cannot keep up the rate achieved is lower (and printed) and the run still ends on time. (The bus's
+   * per-listener queues also throw past 1,024 events published in one turn.)
+   */
+  async run(rate: number, seconds: number): Promise<{ published: number; elapsedMs: number }> {
+    const GROUP = 10;
     const started = performance.now();
-    const total = Math.round(rate * seconds);
+    const deadline = started + seconds * 1000;
     let sent = 0;
-    while (sent < total) {
-      const due = Math.min(total, Math.floor(((performance.now() - started) * rate) / 1000) + 1);
-      for (; sent < due; sent += 1) this.publish(this.sites[sent % this.sites.length]!);
-      await pause(5);
+    for (let now = started; now < deadline; now = performance.now()) {
+      const due = Math.floor(((now - started) * rate) / 1000) + 1;
+      const until = Math.min(due, sent + GROUP);
+      for (; sent < until; sent += 1) this.publish(this.sites[sent % this.sites.length]!);
+      await (sent < due ? setImmediate() : pause(5));
     }
-    return sent;
+    return { published: sent, elapsedMs: performance.now() - started };
   }
 }
 
