@@ -2,7 +2,6 @@ import 'reflect-metadata';
 import { setMaxListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createPubSub } from 'graphql-yoga';
 import { buildApp, type RunningApp } from './app.js';
 import { AttestationSettingsService } from './attestation/attestation-settings.service.js';
 import { startAttestationScheduler, type AttestationScheduler } from './attestation/attestation.scheduler.js';
@@ -30,6 +29,8 @@ import { RateLimiter } from './ratelimit/rate-limiter.js';
 import { PolicyBundleService } from './policy/policy-bundle.service.js';
 import { DEFAULT_RISK_SETTINGS, RiskService } from './risk/risk.service.js';
 import { startRiskScheduler } from './risk/risk.scheduler.js';
+import { createEventBus } from './shared/event-bus.js';
+import type { AppEvents } from './shared/events.js';
 import { startPeriodicTask, type PeriodicTask } from './shared/periodic-task.js';
 import { SiteService } from './sites/site.service.js';
 import { FleetSummaryService } from './fleet/fleet-summary.service.js';
@@ -82,7 +83,7 @@ export async function createServices(
     // Every live subscription is a listener on the bus: thousands are the normal load, not a leak.
     const bus = new EventTarget();
     setMaxListeners(0, bus);
-    const pubsub: AppPubSub = createPubSub({ eventTarget: bus });
+    const pubsub: AppPubSub = createEventBus<AppEvents>(bus);
     const transactions = new TransactionRunner(pubsub);
     const audit = new AuditService(clock, (action) => metrics.auditEvents.inc({ action }));
     const enrollmentSettings: EnrollmentSettings = {

@@ -1,4 +1,3 @@
-import type { PubSub } from 'graphql-yoga';
 import type { AttestationSettingsService } from './attestation/attestation-settings.service.js';
 import type { AttestationService, LateBoundChallengeTransport } from './attestation/attestation.service.js';
 import type { AuditService } from './audit/audit.service.js';
@@ -25,10 +24,11 @@ import type { Metrics } from './observability/metrics.js';
 import type { CertificateAuthority } from './pki/index.js';
 import type { RateLimiter } from './ratelimit/rate-limiter.js';
 import type { Clock } from './shared/clock.js';
+import type { EventBus } from './shared/event-bus.js';
 import type { AppEvents } from './shared/events.js';
 import type { TransactionRunner } from './shared/transaction.js';
 
-export type AppPubSub = PubSub<{ [K in keyof AppEvents]: [AppEvents[K]] }>;
+export type AppPubSub = EventBus<AppEvents>;
 
 /** The domain services and ports, built once in main.ts and handed to every adapter. */
 export interface Services {

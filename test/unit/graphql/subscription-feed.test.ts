@@ -1,14 +1,14 @@
-import { createPubSub } from 'graphql-yoga';
 import { describe, expect, it } from 'vitest';
 import { MissedEvents, boundedFeed } from '../../../src/graphql/subscription-feed.js';
+import { createEventBus } from '../../../src/shared/event-bus.js';
 
 interface Event {
   seq: number;
 }
 
-/** The feed over a real yoga pubsub, with counters in place of the metrics. */
+/** The feed over a real event bus, with counters in place of the metrics. */
 function feedOf(capacity: number) {
-  const pubsub = createPubSub<{ event: [Event] }>();
+  const pubsub = createEventBus<{ event: Event }>();
   const counts = { overflows: 0, dropped: 0 };
   const feed = boundedFeed(pubsub.subscribe('event'), {
     capacity,

@@ -1,12 +1,12 @@
-import { createPubSub } from 'graphql-yoga';
 import { describe, expect, it } from 'vitest';
 import { throttledSnapshots } from '../../../src/graphql/throttled-feed.js';
+import { createEventBus } from '../../../src/shared/event-bus.js';
 
 const INTERVAL_MS = 100;
 
-/** A counter changed by events on a real yoga pubsub; each snapshot reads it and counts itself. */
+/** A counter changed by events on a real event bus; each snapshot reads it and counts itself. */
 function counterFeed() {
-  const pubsub = createPubSub<{ changed: [number] }>();
+  const pubsub = createEventBus<{ changed: number }>();
   const state = { value: 0, snapshots: 0 };
   const feed = throttledSnapshots({
     changes: [pubsub.subscribe('changed')],
