@@ -44,12 +44,11 @@ interface DeviceRiskRow {
   consecutive_failures: number;
   failure_kind: string | null;
   policy_bundle_version: number | null;
-  isolated: boolean;
 }
 
 const ROW_COLUMNS = `id, device_id, type, model, firmware_hash, golden_firmware_hash, site_id, risk_score,
   risk_band, attestation_status, enrollment_state, consecutive_failures, failure_kind,
-  policy_bundle_version, isolated`;
+  policy_bundle_version`;
 
 interface NewFactor {
   kind: RiskFactorKind;
@@ -70,7 +69,7 @@ export interface RiskAssessment {
   duplicate: boolean;
 }
 
-export type TelemetryDisposition = 'accepted' | 'anomaly' | 'unknown-device' | 'malformed' | 'isolated';
+export type TelemetryDisposition = 'accepted' | 'anomaly' | 'unknown-device' | 'malformed';
 
 /** Beyond this many half-lives a factor contributes under 0.0001% of its weight: not worth reading. */
 const NEGLIGIBLE_AFTER_HALF_LIVES = 20;
@@ -141,8 +140,6 @@ export class RiskService {
       .getConnection()
       .execute<DeviceRiskRow[]>(`select ${ROW_COLUMNS} from device where device_id = ?`, [deviceId]);
     if (!row) return 'unknown-device';
-    // With an external broker the ACL cannot be ours: an isolated device's telemetry is refused here.
-    if (row.isolated) return 'isolated';
     if (!metrics) return 'malformed';
     const policy = await this.policies.effective(em, row.type);
     const now = this.clock.now();
