@@ -6,6 +6,7 @@ import { startService, type Running } from '../../src/main.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { freshDatabaseUrl } from './database.js';
+import { expect } from 'vitest';
 
 export interface TestService extends Running {
   config: Config;
@@ -86,4 +87,17 @@ export async function graphql<T = Record<string, unknown>>(
     body: JSON.stringify({ query, variables }),
   });
   return { status: response.status, body: (await response.json()) as never };
+}
+
+/** The data of an operation that must succeed: HTTP 200 and no GraphQL errors (shown if any). */
+export async function graphqlData<T>(
+  url: string,
+  token: string,
+  query: string,
+  variables?: Record<string, unknown>,
+): Promise<T> {
+  const { status, body } = await graphql<T>(url, token, query, variables);
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  expect(status).toBe(200);
+  return body.data!;
 }

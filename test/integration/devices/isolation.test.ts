@@ -10,6 +10,7 @@ import { ManualClock } from '../../../src/shared/clock.js';
 import { OpensslDevice, type Challenge } from '../../support/attestation-device.js';
 import { closed } from '../../support/mqtt-clients.js';
 import { graphql, startTestService, type TestService } from '../../support/service.js';
+import { until } from '../../support/until.js';
 
 let service: TestService;
 let operator: string;
@@ -29,15 +30,6 @@ afterAll(async () => {
 
 const em = () => service.services.database.orm.em.fork();
 const uniqueId = (prefix: string) => `${prefix}-${randomBytes(3).toString('hex')}`;
-
-async function until<T>(probe: () => Promise<T> | T, done: (value: T) => boolean): Promise<T> {
-  for (let attempt = 0; attempt < 200; attempt += 1) {
-    const value = await probe();
-    if (done(value)) return value;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`condition not reached: ${JSON.stringify(await probe())}`);
-}
 
 const ISOLATION_RESULT = `
   __typename

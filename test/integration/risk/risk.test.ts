@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditEvent } from '../../../src/audit/audit-event.entity.js';
 import { ManualClock } from '../../../src/shared/clock.js';
 import { FIRMWARE_HASH, OpensslDevice } from '../../support/attestation-device.js';
-import { graphql, startTestService, type TestService } from '../../support/service.js';
+import { graphql, graphqlData, startTestService, type TestService } from '../../support/service.js';
+import { until } from '../../support/until.js';
 
 let service: TestService;
 let admin: string;
@@ -30,12 +31,8 @@ afterAll(async () => {
 const em = () => service.services.database.orm.em.fork();
 const uniqueId = (prefix: string) => `${prefix}-${randomBytes(3).toString('hex')}`;
 
-async function gql<T>(token: string, query: string, variables?: Record<string, unknown>): Promise<T> {
-  const { status, body } = await graphql<T>(service.app.urls.graphql, token, query, variables);
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  expect(status).toBe(200);
-  return body.data!;
-}
+const gql = <T>(token: string, query: string, variables?: Record<string, unknown>) =>
+  graphqlData<T>(service.app.urls.graphql, token, query, variables);
 
 function bundle(overrides: {
   firmware?: Record<string, { versions: Array<{ version: string; hash: string }>; latest: string }>;
@@ -94,15 +91,6 @@ type RiskView = {
 };
 
 const riskOf = async (deviceId: string) => (await gql<RiskView>(viewer, risk, { id: deviceId })).device;
-
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-  for (let attempt = 0; attempt < 100; attempt += 1) {
-    const value = await probe();
-    if (done(value)) return value;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error('condition not reached');
-}
 
 async function register(deviceId: string): Promise<void> {
   await service.services.inventory.register(em(), { device_id: deviceId, device_type: 'HMI' }, 'test');

@@ -5,7 +5,8 @@ import { AuditEvent } from '../../../src/audit/audit-event.entity.js';
 import { ManualClock } from '../../../src/shared/clock.js';
 import { OpensslDevice } from '../../support/attestation-device.js';
 import { closed } from '../../support/mqtt-clients.js';
-import { graphql, startTestService, type TestService } from '../../support/service.js';
+import { graphql, graphqlData, startTestService, type TestService } from '../../support/service.js';
+import { until } from '../../support/until.js';
 
 // Short thresholds so the injected clock walks a site through LIVE, STALE and DOWN.
 const LIVENESS_ENV = {
@@ -35,21 +36,8 @@ afterAll(async () => {
 const em = () => service.services.database.orm.em.fork();
 const uniqueId = (prefix: string) => `${prefix}-${randomBytes(3).toString('hex')}`;
 
-async function gql<T>(token: string, query: string, variables?: Record<string, unknown>): Promise<T> {
-  const { status, body } = await graphql<T>(service.app.urls.graphql, token, query, variables);
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  expect(status).toBe(200);
-  return body.data!;
-}
-
-async function until<T>(probe: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-  for (let attempt = 0; attempt < 200; attempt += 1) {
-    const value = await probe();
-    if (done(value)) return value;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error('condition not reached');
-}
+const gql = <T>(token: string, query: string, variables?: Record<string, unknown>) =>
+  graphqlData<T>(service.app.urls.graphql, token, query, variables);
 
 const CREATE_SITE = `mutation ($input: CreateSiteInput!) {
   createSite(input: $input) {
