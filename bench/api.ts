@@ -305,8 +305,7 @@ class Publisher {
   /**
    * `rate` events a second, the sites in turn, for `seconds`. Decisions reach the bus from separate
    * commits, so at most a group's worth is published in one turn of the event loop; when the service
-   * cannot keep up the rate achieved is lower (and printed) and the run still ends on time. (The bus's
-   * per-listener queues also throw past 1,024 events published in one turn.)
+   * cannot keep up the rate achieved is lower (and printed) and the run still ends on time.
    */
   async run(rate: number, seconds: number): Promise<{ published: number; elapsedMs: number }> {
     const GROUP = 10;

@@ -10,6 +10,7 @@ import { idempotencyPlugin } from './idempotency.js';
 import { operationLimitPlugins } from './limits.js';
 import { persistedOperationsPlugin, type AllowList } from './persisted-operations.js';
 import { schema } from './schema.js';
+import { sharedSubscriptionsPlugin } from './shared-subscriptions.js';
 
 export interface ServerContext {
   req?: IncomingMessage;
@@ -48,6 +49,8 @@ export function createGraphQLServer(
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       ...operationLimitPlugins({ production: options.production, introspection: options.graphiql }),
       idempotencyPlugin(),
+      // Last, so the subscribe it shares is the one every other plugin has already prepared.
+      sharedSubscriptionsPlugin(services.metrics),
     ],
     logging: logger,
     maskedErrors: {

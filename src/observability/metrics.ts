@@ -150,6 +150,18 @@ export function createMetrics() {
       labelNames: ['subscription'] as const,
       registers: [registry],
     }),
+    subscriptionExecutions: new Gauge({
+      name: 'fleetproof_graphql_subscription_executions',
+      help: 'Live executions of feed subscriptions, each shared by the subscribers that asked the same, by subscription',
+      labelNames: ['subscription'] as const,
+      registers: [registry],
+    }),
+    subscriptionMembers: new Gauge({
+      name: 'fleetproof_graphql_subscription_subscribers',
+      help: 'Live subscribers of feed subscriptions (graphql-ws and SSE), by subscription',
+      labelNames: ['subscription'] as const,
+      registers: [registry],
+    }),
     componentUp: new Gauge({
       name: 'fleetproof_component_up',
       help: 'Whether a component (database, mqtt, ca) is healthy (1) or not (0)',

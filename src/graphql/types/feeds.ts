@@ -1,11 +1,10 @@
 import type { ObjectRef } from '@pothos/core';
 import { clearAllDataLoaders } from '@pothos/plugin-dataloader';
-import { Repeater } from 'graphql-yoga';
 import type { AppPubSub } from '../../services.js';
 import type { AppEvents } from '../../shared/events.js';
 import type { GraphQLContext } from '../context.js';
 import { builder } from '../builder.js';
-import { MissedEvents, boundedFeed } from '../subscription-feed.js';
+import { MissedEvents, boundedFeed, type BoundedFeed } from '../subscription-feed.js';
 
 export { MissedEvents };
 
@@ -31,6 +30,9 @@ export function feedUnion<T>(name: string, event: ObjectRef<typeof builder.$infe
   });
 }
 
+/** The source feed of each subscription operation's context (an operation has one root field). */
+const sourceFeeds = new WeakMap<GraphQLContext, BoundedFeed<object>>();
+
 /**
  * What every subscription hands graphql-ws and SSE: the events of one topic of the bus that pass
  * its filter (applied here, on the server), through a bounded, metered buffer of its own.
@@ -43,23 +45,33 @@ export function subscriberFeed<K extends keyof AppEvents>(
   cursorOf: (event: AppEvents[K]) => string | null,
 ): AsyncIterable<AppEvents[K] | MissedEvents> {
   const { metrics, pubsub } = context.services;
-  const events = new Repeater<AppEvents[K]>((push, stop) => {
-    const unlisten = listen(pubsub, topic, (event) => {
-      // A filter that throws ends its own subscription with the error, never the shared listener.
-      try {
-        if (wanted(event)) void push(event);
-      } catch (error) {
-        stop(error);
-      }
-    });
-    void stop.then(unlisten);
-  });
-  return boundedFeed(events, {
+  let unlisten = () => {};
+  const feed = boundedFeed<AppEvents[K]>({
     capacity: context.limits.subscriptionBuffer,
     cursorOf,
     onOverflow: () => metrics.subscriptionOverflows.inc({ subscription }),
     onDrop: () => metrics.subscriptionDroppedEvents.inc({ subscription }),
+    onReturn: () => unlisten(),
   });
+  unlisten = listen(pubsub, topic, (event) => {
+    // A filter that throws ends its own subscription with the error, never the shared listener.
+    try {
+      if (wanted(event)) feed.offer(event);
+    } catch (error) {
+      feed.end(error instanceof Error ? error : new Error(String(error)));
+      unlisten();
+    }
+  });
+  sourceFeeds.set(context, feed);
+  return feed;
+}
+
+/**
+ * The cursor of the item the subscription of `context` handed on last: read right after the
+ * executor yields that item's result, it is the result's cursor (null for feeds without cursors).
+ */
+export function lastSourceCursor(context: GraphQLContext): string | null {
+  return sourceFeeds.get(context)?.yieldedCursor ?? null;
 }
 
 type Listener = (event: never) => void;

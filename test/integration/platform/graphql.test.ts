@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readEventStreamUntil, sseSubscription } from '../../support/sse.js';
 import { graphql, startTestService, type TestService } from '../../support/service.js';
 
 let service: TestService;
@@ -75,38 +76,24 @@ describe('GraphQL subscriptions over SSE', () => {
   it('streams audit events to an admin over text/event-stream with the same bearer auth', async () => {
     const admin = await service.token('admin', 'sse-admin');
     const controller = new AbortController();
-    const response = await fetch(service.app.urls.graphql, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: 'text/event-stream',
-        authorization: `Bearer ${admin}`,
-      },
-      body: JSON.stringify({
-        query: 'subscription { auditEvents { ... on AuditEvent { action subject } } }',
-      }),
-      signal: controller.signal,
-    });
+    const response = await sseSubscription(
+      service.app.urls.graphql,
+      admin,
+      { query: 'subscription { auditEvents { ... on AuditEvent { action subject } } }' },
+      controller.signal,
+    );
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toContain('text/event-stream');
-    const reader = response.body!.getReader();
-    let text = '';
-    const deadline = Date.now() + 10_000;
-    while (!text.includes('token.created') && Date.now() < deadline) {
-      await service.token('viewer', 'sse-trigger');
-      const chunk = await Promise.race([
-        reader.read(),
-        new Promise<undefined>((resolve) => setTimeout(resolve, 200)),
-      ]);
-      if (chunk && !chunk.done) text += Buffer.from(chunk.value).toString();
-    }
+    const text = await readEventStreamUntil(
+      response,
+      () => service.token('viewer', 'sse-trigger'),
+      (read) => read.includes('token.created'),
+    );
     controller.abort();
     expect(text).toMatch(/data: \{"data":\{"auditEvents":\{"action":"token.created"/);
 
-    const anonymous = await fetch(service.app.urls.graphql, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-      body: JSON.stringify({ query: 'subscription { auditEvents { __typename } }' }),
+    const anonymous = await sseSubscription(service.app.urls.graphql, null, {
+      query: 'subscription { auditEvents { __typename } }',
     });
     expect(await anonymous.text()).toContain('UNAUTHENTICATED');
   });
