@@ -168,11 +168,11 @@ export async function seedApiDatabase(adminUrl: string, options: { force?: boole
         );
         // In decision order, so seq follows decided_at as it does live.
         await client.query(
-          `insert into attestation_result (challenge_id, device_ref, device_id, outcome, reasons, nonce_match,
-             cert_chain_valid, signature_valid, firmware_hash, timestamp, received_at, latency_ms, risk_score,
-             status, decided_at)
+          `insert into attestation_result (challenge_id, device_ref, device_id, site_id, outcome, reasons,
+             nonce_match, cert_chain_valid, signature_valid, firmware_hash, timestamp, received_at, latency_ms,
+             risk_score, status, decided_at)
            select md5('challenge-' || i || '-' || $2::int)::uuid, ${deviceUuid('i')}, 'bench-' || lpad(i::text, 6, '0'),
-             o.outcome,
+             'site-' || lpad((i % $3)::text, 2, '0'), o.outcome,
              case o.outcome when 'FAIL' then '["FIRMWARE_MISMATCH"]'::jsonb else '[]'::jsonb end,
              case when o.outcome <> 'TIMEOUT' then true end, case when o.outcome <> 'TIMEOUT' then true end,
              case when o.outcome <> 'TIMEOUT' then true end,
@@ -185,7 +185,7 @@ export async function seedApiDatabase(adminUrl: string, options: { force?: boole
              ${at('i', '$2::int')} + interval '1 second'
            from generate_series(0, $1 - 1) i, lateral (select ${outcome('i', '$2::int')} as outcome) o
            order by i % 3600, i`,
-          [n, k],
+          [n, k, sites],
         );
       });
     }

@@ -12,6 +12,7 @@ import { Migration20261129180000_certificate_list } from './Migration20261129180
 import { Migration20261129190000_audit_chain_head } from './Migration20261129190000_audit_chain_head.js';
 import { Migration20261129210000_attestation_group_guard } from './Migration20261129210000_attestation_group_guard.js';
 import { Migration20261129214500_fleet_page_indexes } from './Migration20261129214500_fleet_page_indexes.js';
+import { Migration20261129230000_result_site } from './Migration20261129230000_result_site.js';
 
 /**
  * The migrations in order. Listed explicitly (not globbed) so the same list works from compiled
@@ -34,4 +35,5 @@ export const migrationsList: MigrationObject[] = [
     class: Migration20261129210000_attestation_group_guard,
   },
   { name: 'Migration20261129214500_fleet_page_indexes', class: Migration20261129214500_fleet_page_indexes },
+  { name: 'Migration20261129230000_result_site', class: Migration20261129230000_result_site },
 ];

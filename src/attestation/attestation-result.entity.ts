@@ -27,6 +27,8 @@ export class AttestationResult {
   challengeId!: string;
   deviceRef!: string;
   deviceId!: string;
+  /** The site of the device when the result was decided (its bus event names the same). */
+  siteId: string | null = null;
   outcome!: Outcome;
   reasons: FailureReason[] = [];
   nonceMatch: boolean | null = null;
@@ -51,6 +53,7 @@ export const AttestationResultSchema = new EntitySchema<AttestationResult>({
     challengeId: { type: 'uuid' },
     deviceRef: { type: 'uuid', fieldName: 'device_ref' },
     deviceId: { type: 'string', length: 64 },
+    siteId: { type: 'string', length: 64, nullable: true },
     outcome: { type: 'string', length: 8 },
     reasons: { type: 'json' },
     nonceMatch: { type: 'boolean', nullable: true },

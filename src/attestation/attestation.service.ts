@@ -526,7 +526,6 @@ interface GroupDevice extends Omit<DeviceAttestationState, 'lastAttestationAt' |
 
 interface GroupResult {
   row: ResultRow;
-  siteId: string | null;
   changed: DeviceChangedEvent | null;
   seq?: string;
 }
@@ -695,7 +694,6 @@ class DecisionGroup {
     device.updatedAt = decidedAt;
     device.changed = true;
     const result: GroupResult = {
-      siteId: device.siteId,
       changed:
         previousStatus === device.attestationStatus
           ? null
@@ -710,6 +708,7 @@ class DecisionGroup {
         challengeId: challenge.id,
         deviceRef: device.id,
         deviceId: device.deviceId,
+        siteId: device.siteId,
         outcome,
         reasons,
         nonceMatch: verdict?.nonceMatch ?? null,
@@ -749,7 +748,7 @@ function decidedEvent(result: GroupResult): AttestationDecidedEvent {
     seq: result.seq!,
     challengeId: row.challengeId,
     deviceId: row.deviceId,
-    siteId: result.siteId,
+    siteId: row.siteId,
     outcome: row.outcome,
     reasons: row.reasons,
     nonceMatch: row.nonceMatch,

@@ -70,6 +70,7 @@ export interface ResultRow {
   challengeId: string;
   deviceRef: string;
   deviceId: string;
+  siteId: string | null;
   outcome: Outcome;
   reasons: FailureReason[];
   nonceMatch: boolean | null;
@@ -255,14 +256,14 @@ export async function writeDecisions(
         where d.id = v.id and d.version = v.version and d.id in (select id from locked)
         returning d.id),
      recorded as (
-       insert into attestation_result (challenge_id, device_ref, device_id, outcome, reasons, nonce_match,
-              cert_chain_valid, signature_valid, firmware_hash, "timestamp", received_at, latency_ms,
-              risk_score, status, decided_at)
-       select challenge_id, device_ref, device_id, outcome, reasons, nonce_match, cert_chain_valid,
+       insert into attestation_result (challenge_id, device_ref, device_id, site_id, outcome, reasons,
+              nonce_match, cert_chain_valid, signature_valid, firmware_hash, "timestamp", received_at,
+              latency_ms, risk_score, status, decided_at)
+       select challenge_id, device_ref, device_id, site_id, outcome, reasons, nonce_match, cert_chain_valid,
               signature_valid, firmware_hash, "timestamp", received_at, latency_ms, risk_score, status,
               decided_at
          from jsonb_to_recordset(?::jsonb) as v(ord int, challenge_id uuid, device_ref uuid,
-              device_id text, outcome text, reasons jsonb, nonce_match boolean, cert_chain_valid boolean,
+              device_id text, site_id text, outcome text, reasons jsonb, nonce_match boolean, cert_chain_valid boolean,
               signature_valid boolean, firmware_hash text, "timestamp" timestamptz,
               received_at timestamptz, latency_ms int, risk_score int, status text, decided_at timestamptz)
         order by ord
@@ -298,6 +299,7 @@ export async function writeDecisions(
           challenge_id: result.challengeId,
           device_ref: result.deviceRef,
           device_id: result.deviceId,
+          site_id: result.siteId,
           outcome: result.outcome,
           reasons: result.reasons,
           nonce_match: result.nonceMatch,

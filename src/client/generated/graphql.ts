@@ -7,6 +7,7 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
 export type AttestationEventFilter = {
   deviceId?: string | null | undefined;
   outcome?: Array<AttestationOutcome> | null | undefined;
+  /** Results decided while their device was at this site (a site id) */
   site?: string | null | undefined;
 };
 
@@ -33,6 +34,7 @@ export type AttestationOutcome =
 export type AttestationResultFilter = {
   deviceId?: string | null | undefined;
   outcome?: Array<AttestationOutcome> | null | undefined;
+  /** Results decided while their device was at this site (a site id) */
   site?: string | null | undefined;
 };
 

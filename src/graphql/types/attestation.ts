@@ -8,7 +8,7 @@ import {
 import type { VersionedSettings } from '../../attestation/attestation-settings.service.js';
 import { roleHasScope } from '../../auth/roles.js';
 import { actorOf } from '../../auth/token.service.js';
-import { Device } from '../../devices/device.entity.js';
+import type { Device } from '../../devices/device.entity.js';
 import {
   DeviceNotFoundError,
   ForbiddenError,
@@ -35,6 +35,7 @@ type ResultShape = Pick<
   | 'seq'
   | 'challengeId'
   | 'deviceId'
+  | 'siteId'
   | 'reasons'
   | 'nonceMatch'
   | 'certChainValid'
@@ -60,6 +61,10 @@ const AttestationResultRef = builder.objectRef<ResultShape>('AttestationResult')
     device: t.field({ type: DeviceRef, resolve: (result) => result.deviceId }),
     deviceId: t.exposeString('deviceId', {
       description: 'The device id alone, from the result itself: no device read, cheap in live feeds',
+    }),
+    siteId: t.exposeString('siteId', {
+      nullable: true,
+      description: 'The site of the device when the result was decided (what the site filters match)',
     }),
     outcome: t.field({ type: OutcomeEnum, resolve: (result) => result.outcome }),
     reasons: t.field({ type: [ReasonEnum], resolve: (result) => result.reasons }),
@@ -115,13 +120,18 @@ function resultsPage(
   return seqPage(context, args, AttestationResult, CURSOR_KIND, where, order);
 }
 
-const ResultFilterInput = builder.inputType('AttestationResultFilter', {
-  fields: (t) => ({
-    deviceId: t.string(),
-    site: t.string(),
-    outcome: t.field({ type: [OutcomeEnum] }),
-  }),
-});
+/** The same filter, in the same words, for the SIEM pull and the live feed: subscribe, then backfill. */
+function resultFilter(name: string) {
+  return builder.inputType(name, {
+    fields: (t) => ({
+      deviceId: t.string(),
+      site: t.string({ description: 'Results decided while their device was at this site (a site id)' }),
+      outcome: t.field({ type: [OutcomeEnum] }),
+    }),
+  });
+}
+
+const ResultFilterInput = resultFilter('AttestationResultFilter');
 
 builder.queryField('attestationResults', (t) =>
   t.connection({
@@ -133,22 +143,13 @@ builder.queryField('attestationResults', (t) =>
       const where: Record<string, unknown> = {};
       if (args.filter?.deviceId) where.deviceId = args.filter.deviceId;
       if (args.filter?.outcome?.length) where.outcome = { $in: args.filter.outcome };
-      if (args.filter?.site) {
-        const ids = await context.em.find(Device, { siteId: args.filter.site }, { fields: ['id'] });
-        where.deviceRef = { $in: ids.map((device) => device.id) };
-      }
+      if (args.filter?.site) where.siteId = args.filter.site;
       return resultsPage(context, args, where, 'oldest-first');
     },
   }),
 );
 
-const EventFilterInput = builder.inputType('AttestationEventFilter', {
-  fields: (t) => ({
-    deviceId: t.string(),
-    site: t.string(),
-    outcome: t.field({ type: [OutcomeEnum] }),
-  }),
-});
+const EventFilterInput = resultFilter('AttestationEventFilter');
 
 builder.subscriptionField('attestationEvents', (t) =>
   t.field({

@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OpensslDevice } from '../../support/attestation-device.js';
+import { FIRMWARE_HASH, OpensslDevice } from '../../support/attestation-device.js';
 import { curl } from '../../support/curl.js';
-import { graphql, startTestService, type TestService } from '../../support/service.js';
+import { graphql, graphqlData, startTestService, type TestService } from '../../support/service.js';
+import { until } from '../../support/until.js';
 
 let service: TestService;
 let operator: string;
@@ -199,6 +200,70 @@ describe('attestation results in GraphQL', () => {
       });
       await events.return?.();
       await client.dispose();
+    } finally {
+      await device.dispose();
+    }
+  });
+
+  it('files each result under the site its device was at when it was decided', async () => {
+    const device = await OpensslDevice.enroll(service, `moved-${randomBytes(3).toString('hex')}`);
+    const [before, after] = [
+      `plant-${randomBytes(3).toString('hex')}`,
+      `plant-${randomBytes(3).toString('hex')}`,
+    ];
+    const moveTo = (site: string) =>
+      service.services.inventory.register(
+        service.services.database.orm.em.fork(),
+        {
+          device_id: device.deviceId,
+          device_type: 'PLC',
+          criticality: 'critical',
+          expected_cdi_commitment: `sha256:${createHash('sha256').update(device.deviceId).digest('hex')}`,
+          golden_firmware_hash: FIRMWARE_HASH,
+          site,
+        },
+        'test',
+      );
+    const resultsAt = (site: string) =>
+      graphqlData<{
+        attestationResults: { edges: Array<{ node: { challengeId: string; siteId: string } }> };
+      }>(
+        service.app.urls.graphql,
+        viewer,
+        `query ($site: String!) { attestationResults(filter: { site: $site }) { edges { node { challengeId siteId } } } }`,
+        { site },
+      ).then((data) => data.attestationResults.edges.map((edge) => edge.node));
+    try {
+      await moveTo(before);
+      const first = device.nextChallenge();
+      await graphqlData(
+        service.app.urls.graphql,
+        operator,
+        `mutation { approveDevice(deviceId: "${device.deviceId}") { __typename } }`,
+      );
+      const firstChallenge = await first;
+      await device.publish(await device.response(firstChallenge));
+      await until(
+        () => resultsAt(before),
+        (rows) => rows.length === 1,
+      );
+
+      await moveTo(after);
+      const second = device.nextChallenge();
+      await graphqlData(
+        service.app.urls.graphql,
+        operator,
+        `mutation { challengeDevice(deviceId: "${device.deviceId}") { __typename } }`,
+      );
+      const secondChallenge = await second;
+      await device.publish(await device.response(secondChallenge));
+      await until(
+        () => resultsAt(after),
+        (rows) => rows.length === 1,
+      );
+
+      expect(await resultsAt(before)).toEqual([{ challengeId: firstChallenge.challenge_id, siteId: before }]);
+      expect(await resultsAt(after)).toEqual([{ challengeId: secondChallenge.challenge_id, siteId: after }]);
     } finally {
       await device.dispose();
     }
