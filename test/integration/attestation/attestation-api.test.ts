@@ -233,35 +233,26 @@ describe('attestation results in GraphQL', () => {
         `query ($site: String!) { attestationResults(filter: { site: $site }) { edges { node { challengeId siteId } } } }`,
         { site },
       ).then((data) => data.attestationResults.edges.map((edge) => edge.node));
+    /** Moves the device to `site`, has `mutation` challenge it and answers: one result there. */
+    const answerAt = async (site: string, mutation: 'approveDevice' | 'challengeDevice') => {
+      await moveTo(site);
+      const next = device.nextChallenge();
+      await graphqlData(
+        service.app.urls.graphql,
+        operator,
+        `mutation { ${mutation}(deviceId: "${device.deviceId}") { __typename } }`,
+      );
+      const challenge = await next;
+      await device.publish(await device.response(challenge));
+      await until(
+        () => resultsAt(site),
+        (rows) => rows.length === 1,
+      );
+      return challenge;
+    };
     try {
-      await moveTo(before);
-      const first = device.nextChallenge();
-      await graphqlData(
-        service.app.urls.graphql,
-        operator,
-        `mutation { approveDevice(deviceId: "${device.deviceId}") { __typename } }`,
-      );
-      const firstChallenge = await first;
-      await device.publish(await device.response(firstChallenge));
-      await until(
-        () => resultsAt(before),
-        (rows) => rows.length === 1,
-      );
-
-      await moveTo(after);
-      const second = device.nextChallenge();
-      await graphqlData(
-        service.app.urls.graphql,
-        operator,
-        `mutation { challengeDevice(deviceId: "${device.deviceId}") { __typename } }`,
-      );
-      const secondChallenge = await second;
-      await device.publish(await device.response(secondChallenge));
-      await until(
-        () => resultsAt(after),
-        (rows) => rows.length === 1,
-      );
-
+      const firstChallenge = await answerAt(before, 'approveDevice');
+      const secondChallenge = await answerAt(after, 'challengeDevice');
       expect(await resultsAt(before)).toEqual([{ challengeId: firstChallenge.challenge_id, siteId: before }]);
       expect(await resultsAt(after)).toEqual([{ challengeId: secondChallenge.challenge_id, siteId: after }]);
     } finally {
