@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { LockMode, UniqueConstraintViolationException, type FilterQuery } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
+import { plainRows, selectList } from '../db/plain-rows.js';
 import { Device } from '../devices/device.entity.js';
 import type { Clock } from '../shared/clock.js';
 import { ConflictError, DeviceNotFoundError, DomainError, InvalidTransitionError } from '../shared/errors.js';
@@ -338,30 +339,31 @@ export class CaseService {
     return em.count(Case, await this.listWhere(em, filter));
   }
 
-  /** The cases of each device (row ids), newest first: two statements for any number of devices. */
+  /**
+   * The cases of each device (row ids) it is linked to, newest first, as plain rows for reading: one
+   * statement for any number of devices.
+   */
   async casesOfDevices(
     em: EntityManager,
     deviceRefs: readonly string[],
     statuses: readonly CaseStatus[] | undefined,
   ): Promise<Case[][]> {
-    const links = await em.find(CaseDevice, { deviceRef: { $in: [...deviceRefs] } });
-    const cases = await em.find(
+    if (deviceRefs.length === 0 || statuses?.length === 0) return deviceRefs.map(() => []);
+    const rows = await plainRows<Case, { linkedDeviceRef: string }>(
+      em,
       Case,
-      {
-        id: { $in: [...new Set(links.map((link) => link.caseRef))] },
-        ...(statuses ? { status: { $in: [...statuses] } } : {}),
-      },
-      { orderBy: { number: 'desc' } },
+      `select ${selectList(em, Case, 'c')}, l."device_ref" as "linkedDeviceRef"
+         from "case_device" l join "case_record" c on c."id" = l."case_ref"
+        where l."device_ref" in (?)${statuses ? ' and c."status" in (?)' : ''}
+        order by c."number" desc`,
+      statuses ? [deviceRefs, statuses] : [deviceRefs],
     );
-    const caseIdsOf = groupBy(
-      links,
-      (link) => link.deviceRef,
-      (link) => link.caseRef,
+    const casesOf = groupBy(
+      rows,
+      (row) => row.linkedDeviceRef,
+      ({ linkedDeviceRef: _link, ...record }): Case => record,
     );
-    return deviceRefs.map((ref) => {
-      const wanted = new Set(caseIdsOf.get(ref));
-      return cases.filter((record) => wanted.has(record.id));
-    });
+    return deviceRefs.map((ref) => casesOf.get(ref) ?? []);
   }
 
   /**
@@ -630,12 +632,12 @@ export class CaseService {
   }
 }
 
-function groupBy<T>(
+function groupBy<T, V>(
   items: readonly T[],
   key: (item: T) => string,
-  value: (item: T) => string,
-): Map<string, string[]> {
-  const groups = new Map<string, string[]>();
+  value: (item: T) => V,
+): Map<string, V[]> {
+  const groups = new Map<string, V[]>();
   for (const item of items) {
     const group = groups.get(key(item));
     if (group) group.push(value(item));

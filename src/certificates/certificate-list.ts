@@ -1,4 +1,6 @@
-import type { EntityManager, FilterQuery } from '@mikro-orm/core';
+import type { FilterQuery } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { plainRowsByKeys, selectList } from '../db/plain-rows.js';
 import { DeviceCertificate, type CertificateStatus } from './device-certificate.entity.js';
 
 export interface CertificateListFilter {
@@ -40,6 +42,36 @@ export function listCertificates(
     DeviceCertificate,
     { $and: [whereOf(filter), ...keyset] },
     { orderBy: { issuedAt: direction, id: direction }, limit: page.limit },
+  );
+}
+
+/** Every certificate of each device (row ids), newest first, as plain rows for reading. */
+export function certificatesOfDevices(
+  em: EntityManager,
+  deviceRefs: readonly string[],
+): Promise<DeviceCertificate[]> {
+  return certificatesOf(em, deviceRefs, `order by c."issued_at" desc, c."serial_hex" asc`);
+}
+
+/** The ACTIVE certificate of each device (row ids) that has one, as plain rows for reading. */
+export function activeCertificatesOf(
+  em: EntityManager,
+  deviceRefs: readonly string[],
+): Promise<DeviceCertificate[]> {
+  return certificatesOf(em, deviceRefs, `and c."status" = 'ACTIVE'`);
+}
+
+function certificatesOf(
+  em: EntityManager,
+  deviceRefs: readonly string[],
+  rest: string,
+): Promise<DeviceCertificate[]> {
+  return plainRowsByKeys(
+    em,
+    DeviceCertificate,
+    deviceRefs,
+    `select ${selectList(em, DeviceCertificate, 'c')} from "device_certificate" c
+      where c."device_ref" in (?) ${rest}`,
   );
 }
 

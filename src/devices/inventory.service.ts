@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { OptimisticLockError, UniqueConstraintViolationException, type FilterQuery } from '@mikro-orm/core';
+import { OptimisticLockError, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
+import { plainRows, plainRowsWhereIn, selectList } from '../db/plain-rows.js';
 import type { Clock } from '../shared/clock.js';
 import { ConflictError, DeviceNotFoundError, ValidationError } from '../shared/errors.js';
 import type { Tx, TransactionRunner } from '../shared/transaction.js';
@@ -47,13 +48,16 @@ export interface DeviceListFilter {
 export const DEVICE_ORDER_FIELDS = ['DEVICE_ID', 'RISK_SCORE', 'LAST_ATTESTATION', 'LAST_SEEN'] as const;
 export type DeviceOrderField = (typeof DEVICE_ORDER_FIELDS)[number];
 
-/** The column behind each order; device id breaks ties, in the same direction, so keysets are total. */
-const ORDER_PROPERTY = {
+/**
+ * The property behind each order (read for cursors) and its column (sorted on); device id breaks
+ * ties, in the same direction, so keysets are total.
+ */
+const ORDER_KEY = {
   DEVICE_ID: null,
-  RISK_SCORE: 'riskScore',
-  LAST_ATTESTATION: 'lastAttestationAt',
-  LAST_SEEN: 'lastSeenAt',
-} as const satisfies Record<DeviceOrderField, keyof Device | null>;
+  RISK_SCORE: { property: 'riskScore', column: '"risk_score"' },
+  LAST_ATTESTATION: { property: 'lastAttestationAt', column: '"last_attestation_at"' },
+  LAST_SEEN: { property: 'lastSeenAt', column: '"last_seen_at"' },
+} as const satisfies Record<DeviceOrderField, { property: keyof Device; column: string } | null>;
 
 export interface DeviceOrder {
   field: DeviceOrderField;
@@ -181,30 +185,50 @@ export class InventoryService {
     return device;
   }
 
-  /** The fleet in device-id order, one keyset page at a time (stable while devices are added). */
+  /** Devices by device id (the business key), as plain rows for reading; unknown ids are left out. */
+  async byDeviceIds(em: EntityManager, deviceIds: readonly string[]): Promise<Device[]> {
+    return plainRowsWhereIn(em, Device, 'deviceId', deviceIds);
+  }
+
+  /**
+   * The fleet one keyset page at a time, in the given order (stable while devices are added), as
+   * plain rows for reading.
+   */
   async list(em: EntityManager, filter: DeviceListFilter, page: DeviceListPage): Promise<Device[]> {
     const { field, ascending } = page.order;
-    const property = ORDER_PROPERTY[field];
-    const keyset: Array<FilterQuery<Device>> = [];
-    if (page.after) keyset.push(beyond(property, page.after, ascending));
-    if (page.before) keyset.push(beyond(property, page.before, !ascending));
+    const column = ORDER_KEY[field]?.column ?? null;
+    const where = listWhere(filter);
+    if (page.after) where.push(beyond(column, page.after, ascending));
+    if (page.before) where.push(beyond(column, page.before, !ascending));
     const forward = ascending !== page.inverted;
-    const orderBy: Record<string, string> = {};
     // Nulls (never seen, never attested) sort as the oldest: first ascending, last descending.
-    if (property) orderBy[property] = forward ? 'asc nulls first' : 'desc nulls last';
-    orderBy.deviceId = forward ? 'asc' : 'desc';
-    return em.find(Device, { $and: [listWhere(filter), ...keyset] }, { orderBy, limit: page.limit });
+    const orderBy = [
+      ...(column ? [`d.${column} ${forward ? 'asc nulls first' : 'desc nulls last'}`] : []),
+      `d."device_id" ${forward ? 'asc' : 'desc'}`,
+    ];
+    return plainRows(
+      em,
+      Device,
+      `select ${selectList(em, Device, 'd')} from "device" d ${whereClause(where)}
+        order by ${orderBy.join(', ')} limit ?`,
+      [...where.flatMap((condition) => condition.params), page.limit],
+    );
   }
 
   /** The order key of a device, for its cursor. */
   orderKey(device: Device, field: DeviceOrderField): DeviceKey {
-    const property = ORDER_PROPERTY[field];
-    const value = property ? device[property] : null;
+    const key = ORDER_KEY[field];
+    const value = key ? device[key.property] : null;
     return { value: value instanceof Date ? value.toISOString() : value, deviceId: device.deviceId };
   }
 
   async count(em: EntityManager, filter: DeviceListFilter): Promise<number> {
-    return em.count(Device, listWhere(filter));
+    const where = listWhere(filter);
+    const [row] = await em.execute<Array<{ count: number }>>(
+      `select count(*)::int as "count" from "device" d ${whereClause(where)}`,
+      where.flatMap((condition) => condition.params),
+    );
+    return row?.count ?? 0;
   }
 
   private async apply(
@@ -278,53 +302,76 @@ export class InventoryService {
   }
 }
 
-function listWhere(filter: DeviceListFilter): FilterQuery<Device> {
-  const where: Array<FilterQuery<Device>> = [];
-  if (filter.attestationStatus) where.push({ attestationStatus: { $in: [...filter.attestationStatus] } });
-  if (filter.type) where.push({ type: { $in: [...filter.type] } });
-  if (filter.siteId !== undefined) where.push({ siteId: filter.siteId });
-  if (filter.criticality !== undefined) where.push({ criticality: filter.criticality });
-  if (filter.deviceIdPrefix) where.push({ deviceId: { $like: `${escapeLike(filter.deviceIdPrefix)}%` } });
-  if (filter.enrollmentState) where.push({ enrollmentState: { $in: [...filter.enrollmentState] } });
-  if (filter.riskBand) where.push({ riskBand: { $in: [...filter.riskBand] } });
-  if (filter.riskAbove !== undefined) where.push({ riskScore: { $gt: filter.riskAbove } });
-  if (filter.isolated !== undefined) where.push({ isolated: filter.isolated });
-  if (filter.pendingSince)
-    where.push({ attestationStatus: 'PENDING', registeredAt: { $lt: filter.pendingSince } });
+/** A condition on the device table (alias `d`) and the values of its placeholders. */
+interface Condition {
+  sql: string;
+  params: unknown[];
+}
+
+const condition = (sql: string, ...params: unknown[]): Condition => ({ sql, params });
+
+/** `column in (values)`; no values match no row. */
+const oneOf = (column: string, values: readonly string[]): Condition =>
+  values.length > 0 ? condition(`d.${column} in (?)`, [...values]) : condition('false');
+
+const whereClause = (conditions: readonly Condition[]): string =>
+  conditions.length > 0 ? `where ${conditions.map((c) => c.sql).join(' and ')}` : '';
+
+/** The filter rules of fleet listings and their counts. */
+function listWhere(filter: DeviceListFilter): Condition[] {
+  const where: Condition[] = [];
+  if (filter.attestationStatus) where.push(oneOf('"attestation_status"', filter.attestationStatus));
+  if (filter.type) where.push(oneOf('"type"', filter.type));
+  if (filter.siteId !== undefined) where.push(condition('d."site_id" = ?', filter.siteId));
+  if (filter.criticality !== undefined) where.push(condition('d."criticality" = ?', filter.criticality));
+  if (filter.deviceIdPrefix) {
+    where.push(condition('d."device_id" like ?', `${escapeLike(filter.deviceIdPrefix)}%`));
+  }
+  if (filter.enrollmentState) where.push(oneOf('"enrollment_state"', filter.enrollmentState));
+  if (filter.riskBand) where.push(oneOf('"risk_band"', filter.riskBand));
+  if (filter.riskAbove !== undefined) where.push(condition('d."risk_score" > ?', filter.riskAbove));
+  if (filter.isolated !== undefined) where.push(condition('d."isolated" = ?', filter.isolated));
+  if (filter.pendingSince) {
+    where.push(
+      condition(`d."attestation_status" = 'PENDING' and d."registered_at" < ?`, filter.pendingSince),
+    );
+  }
   if (filter.online) {
     where.push(
       filter.online.value
-        ? { lastSeenAt: { $gte: filter.online.cutoff } }
-        : { $or: [{ lastSeenAt: null }, { lastSeenAt: { $lt: filter.online.cutoff } }] },
+        ? condition('d."last_seen_at" >= ?', filter.online.cutoff)
+        : condition('(d."last_seen_at" is null or d."last_seen_at" < ?)', filter.online.cutoff),
     );
   }
   // A rejected device never joined the fleet: listings leave it out unless asked for it by name or flag.
+  // Written as the fleet-page indexes' predicate, so they serve every default listing.
   if (!filter.includeRejected && !filter.enrollmentState?.includes('REJECTED')) {
-    where.push({ enrollmentState: { $ne: 'REJECTED' } });
+    where.push(condition(`d."enrollment_state" <> 'REJECTED'`));
   }
-  return where.length > 0 ? { $and: where } : {};
+  return where;
 }
 
 /**
- * Rows strictly after `key` in the order (property, device id), both ascending or both descending,
+ * Rows strictly after `key` in the order (column, device id), both ascending or both descending,
  * with nulls as the smallest values. A Date column gets the key back as a Date.
  */
-function beyond(property: string | null, key: DeviceKey, ascending: boolean): FilterQuery<Device> {
-  const idAfter = { deviceId: { [ascending ? '$gt' : '$lt']: key.deviceId } };
-  if (!property) return idAfter;
+function beyond(column: string | null, key: DeviceKey, ascending: boolean): Condition {
+  const than = ascending ? '>' : '<';
+  const idAfter = `d."device_id" ${than} ?`;
+  if (!column) return condition(idAfter, key.deviceId);
+  const at = `d.${column}`;
   const value = typeof key.value === 'string' ? new Date(key.value) : key.value;
   if (value === null) {
     return ascending
-      ? { $or: [{ [property]: null, ...idAfter }, { [property]: { $ne: null } }] }
-      : { [property]: null, ...idAfter };
+      ? condition(`((${at} is null and ${idAfter}) or ${at} is not null)`, key.deviceId)
+      : condition(`(${at} is null and ${idAfter})`, key.deviceId);
   }
-  return {
-    $or: [
-      { [property]: { [ascending ? '$gt' : '$lt']: value } },
-      { [property]: value, ...idAfter },
-      ...(ascending ? [] : [{ [property]: null }]),
-    ],
-  };
+  return condition(
+    `(${at} ${than} ? or (${at} = ? and ${idAfter})${ascending ? '' : ` or ${at} is null`})`,
+    value,
+    value,
+    key.deviceId,
+  );
 }
 
 /** Device ids may contain `_`, a LIKE wildcard: match it literally. */

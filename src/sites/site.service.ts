@@ -1,6 +1,7 @@
 import { LockMode, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
+import { plainRowsWhereIn } from '../db/plain-rows.js';
 import type { Device } from '../devices/device.entity.js';
 import type { Clock } from '../shared/clock.js';
 import { ConflictError, ForbiddenError, ValidationError } from '../shared/errors.js';
@@ -164,6 +165,11 @@ export class SiteService {
     const site = await em.findOne(Site, { id });
     if (!site) throw new SiteNotFoundError(id);
     return site;
+  }
+
+  /** Sites by id, as plain rows for reading; unknown ids are left out. */
+  async byIds(em: EntityManager, ids: readonly string[]): Promise<Site[]> {
+    return plainRowsWhereIn(em, Site, 'id', ids);
   }
 
   /** Sites in id order, one keyset page at a time. */

@@ -5,6 +5,7 @@ import {
   OUTCOMES,
   type Outcome,
 } from '../../attestation/attestation-result.entity.js';
+import { latestResultsOf } from '../../attestation/attestation-result.queries.js';
 import type { VersionedSettings } from '../../attestation/attestation-settings.service.js';
 import { roleHasScope } from '../../auth/roles.js';
 import { actorOf } from '../../auth/token.service.js';
@@ -92,15 +93,7 @@ builder.objectFields(DeviceRef, (t) => ({
   lastAttestation: t.loadable({
     type: AttestationResultRef,
     nullable: true,
-    load: async (ids: string[], context: GraphQLContext) => {
-      const rows = await context.em
-        .getConnection()
-        .execute<{ seq: string }[]>(
-          `select max(seq) as seq from attestation_result where device_ref in (${ids.map(() => '?').join(',')}) group by device_ref`,
-          ids,
-        );
-      return context.em.find(AttestationResult, { seq: { $in: rows.map((row) => row.seq) } });
-    },
+    load: (ids: string[], context: GraphQLContext) => latestResultsOf(context.em, ids),
     sort: (result) => result.deviceRef ?? '',
     resolve: (device) => device.id,
   }),

@@ -1,12 +1,12 @@
 import { actorOf } from '../../auth/token.service.js';
-import { DeviceCertificate } from '../../certificates/device-certificate.entity.js';
+import { activeCertificatesOf, certificatesOfDevices } from '../../certificates/certificate-list.js';
 import {
   ATTESTATION_STATUSES,
   DEVICE_TYPES,
-  Device,
   ENROLLMENT_STATES,
   RISK_BANDS,
   type AttestationStatus,
+  type Device,
   type EnrollmentState,
 } from '../../devices/device.entity.js';
 import { parseInventoryFile } from '../../devices/inventory-file.js';
@@ -64,7 +64,7 @@ const RegistrationOutcomeEnum = builder.enumType('RegistrationOutcome', {
 export const DeviceRef = builder.loadableNodeRef('Device', {
   id: { resolve: (device) => device.deviceId },
   load: (deviceIds: string[], context: GraphQLContext) =>
-    context.em.find(Device, { deviceId: { $in: deviceIds } }),
+    context.services.inventory.byDeviceIds(context.em, deviceIds),
   sort: (device) => device.deviceId,
 });
 
@@ -102,12 +102,7 @@ DeviceRef.implement({
     certificates: t.loadableGroup({
       type: CertificateRef,
       description: 'Every certificate issued to the device, newest first',
-      load: (ids: string[], context: GraphQLContext) =>
-        context.em.find(
-          DeviceCertificate,
-          { deviceRef: { $in: ids } },
-          { orderBy: { issuedAt: 'desc', serialHex: 'asc' } },
-        ),
+      load: (ids: string[], context: GraphQLContext) => certificatesOfDevices(context.em, ids),
       group: (certificate) => certificate.deviceRef,
       resolve: (device) => device.id,
     }),
@@ -115,8 +110,7 @@ DeviceRef.implement({
       type: CertificateRef,
       nullable: true,
       description: 'The one ACTIVE certificate, if any',
-      load: (ids: string[], context: GraphQLContext) =>
-        context.em.find(DeviceCertificate, { deviceRef: { $in: ids }, status: 'ACTIVE' }),
+      load: (ids: string[], context: GraphQLContext) => activeCertificatesOf(context.em, ids),
       sort: (certificate) => certificate.deviceRef,
       resolve: (device) => device.id,
     }),

@@ -2,6 +2,7 @@ import type { RiskBand } from '../../devices/device.entity.js';
 import { actorOf } from '../../auth/token.service.js';
 import { RISK_FACTOR_KINDS, SEVERITIES } from '../../policy/policy-bundle.document.js';
 import { RiskFactor } from '../../risk/risk-factor.entity.js';
+import { topFactorsOf } from '../../risk/risk-factor.queries.js';
 import { RiskHistoryEntry } from '../../risk/risk-history.entity.js';
 import type { RiskAssessment } from '../../risk/risk.service.js';
 import { DeviceNotFoundError, ValidationError } from '../../shared/errors.js';
@@ -73,22 +74,7 @@ builder.objectFields(DeviceRef, (t) => ({
   topRiskFactors: t.loadableGroup({
     type: RiskFactorRef,
     description: `The ${TOP_FACTORS} heaviest factors still counting (as recorded), for fleet pages`,
-    load: async (ids: string[], context: GraphQLContext) => {
-      const rows = await context.em.getConnection().execute<{ seq: string }[]>(
-        `select seq from (
-           select seq, row_number() over (partition by device_ref order by contribution desc, seq desc) as rank
-             from risk_factor where device_ref in (?) and cleared_at is null) ranked
-         where rank <= ?`,
-        [ids, TOP_FACTORS],
-      );
-      return rows.length
-        ? context.em.find(
-            RiskFactor,
-            { seq: { $in: rows.map((row) => row.seq) } },
-            { orderBy: { contribution: 'desc', seq: 'desc' } },
-          )
-        : [];
-    },
+    load: (ids: string[], context: GraphQLContext) => topFactorsOf(context.em, ids, TOP_FACTORS),
     group: (factor) => factor.deviceRef,
     resolve: (device) => device.id,
   }),

@@ -1,7 +1,7 @@
 import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { actorOf } from '../../auth/token.service.js';
 import type { Device } from '../../devices/device.entity.js';
-import { HEARTBEAT_CHANNELS, Site } from '../../sites/site.entity.js';
+import { HEARTBEAT_CHANNELS, type Site } from '../../sites/site.entity.js';
 import { SiteNotFoundError } from '../../sites/site.errors.js';
 import { SITE_LIVENESS, type OfflineCause } from '../../sites/site.service.js';
 import { ConflictError, ValidationError } from '../../shared/errors.js';
@@ -46,7 +46,7 @@ builder.objectType(SiteNotFoundError, {
 /** Loaded by site id (the key devices carry), so `Device.site` over a page of devices is one query. */
 export const SiteRef = builder.loadableNodeRef('Site', {
   id: { resolve: (site) => site.id },
-  load: (ids: string[], context: GraphQLContext) => context.em.find(Site, { id: { $in: ids } }),
+  load: (ids: string[], context: GraphQLContext) => context.services.sites.byIds(context.em, ids),
   sort: (site) => site.id,
 });
 

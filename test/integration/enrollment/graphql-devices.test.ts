@@ -472,7 +472,7 @@ describe('devices connection', () => {
       expect(result.devices.edges).toHaveLength(100);
       const sql = execute.mock.calls.map((call) => (typeof call[0] === 'string' ? call[0] : ''));
       expect(sql.filter((text) => /from "device_certificate"/.test(text))).toHaveLength(2);
-      expect(sql.filter((text) => /from "case_record"/.test(text))).toHaveLength(1);
+      expect(sql.filter((text) => /"case_record"/.test(text))).toHaveLength(1);
     } finally {
       execute.mockRestore();
     }
