@@ -169,6 +169,7 @@ beforeAll(async () => {
   add(new AttestationResult(), {
     ...result,
     challengeId: ids.challenges[1],
+    siteId: 'plain-site',
     outcome: 'FAIL',
     reasons: ['NONCE_MISMATCH', 'FIRMWARE_MISMATCH'],
     nonceMatch: false,
