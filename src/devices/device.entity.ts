@@ -1,4 +1,4 @@
-import { EntitySchema } from '@mikro-orm/core';
+import { BigIntType, EntitySchema } from '@mikro-orm/core';
 
 export const DEVICE_TYPES = ['PLC', 'RTU', 'HMI', 'IP_CAM', 'GATEWAY', 'SENSOR', 'OTHER'] as const;
 export type DeviceType = (typeof DEVICE_TYPES)[number];
@@ -87,7 +87,8 @@ export const DeviceSchema = new EntitySchema<Device>({
     enrollmentGroupId: { type: 'uuid', nullable: true },
     nextChallengeAt: { type: 'datetime', columnType: 'timestamptz(3)', nullable: true },
     consecutiveFailures: { type: 'integer' },
-    lastCounter: { type: 'bigint', columnType: 'bigint', nullable: true },
+    // A string, as declared above and like every bigint column here (JSON.stringify refuses a JS bigint).
+    lastCounter: { type: new BigIntType('string'), columnType: 'bigint', nullable: true },
     lastAttestationAt: { type: 'datetime', columnType: 'timestamptz(3)', nullable: true },
     failureKind: { type: 'string', length: 16, nullable: true },
     riskScore: { type: 'smallint' },
