@@ -52,7 +52,14 @@ export function sharedSubscriptionsPlugin(metrics: Metrics): Plugin<GraphQLConte
         pending = openGroup(args, subscribe, feedName, () => groups.delete(key));
         groups.set(key, pending);
       }
-      const group = await pending;
+      let group: Group | ExecutionResult;
+      try {
+        group = await pending;
+      } catch (error) {
+        // A subscribe that threw (a database error, say) must not stay the answer for this key.
+        if (groups.get(key) === pending) groups.delete(key);
+        throw error;
+      }
       if (!(group instanceof Group)) {
         // Refused at subscribe time (the same answer for every subscriber of the key): the next
         // subscriber asks again rather than inheriting a failure that may have been transient.
