@@ -21,7 +21,7 @@ import type { GraphQLContext } from '../context.js';
 import { encodeCursor } from '../cursor.js';
 import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
-import { seqPage } from '../seq-page.js';
+import { seqPage, type SeqWhere } from '../seq-page.js';
 import { AttestationStatusEnum, DeviceRef } from './devices.js';
 import { MissedEvents, feedUnion, freshItem, subscriberFeed } from './feeds.js';
 
@@ -107,7 +107,7 @@ builder.objectFields(DeviceRef, (t) => ({
 function resultsPage(
   context: GraphQLContext,
   args: DefaultConnectionArguments,
-  where: Record<string, unknown>,
+  where: SeqWhere<AttestationResult>,
   order: 'oldest-first' | 'newest-first',
 ) {
   return seqPage(context, args, AttestationResult, CURSOR_KIND, where, order);
@@ -133,9 +133,9 @@ builder.queryField('attestationResults', (t) =>
     description: 'Results in decision order; a stable cursor lets a SIEM resume without gaps or duplicates',
     args: { filter: t.arg({ type: ResultFilterInput }) },
     resolve: async (_root, args, context) => {
-      const where: Record<string, unknown> = {};
+      const where: SeqWhere<AttestationResult> = {};
       if (args.filter?.deviceId) where.deviceId = args.filter.deviceId;
-      if (args.filter?.outcome?.length) where.outcome = { $in: args.filter.outcome };
+      if (args.filter?.outcome?.length) where.outcome = args.filter.outcome;
       if (args.filter?.site) where.siteId = args.filter.site;
       return resultsPage(context, args, where, 'oldest-first');
     },

@@ -1,12 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityClass } from '@mikro-orm/core';
 import { MikroORM } from '@mikro-orm/postgresql';
+import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AttestationResult } from '../../../src/attestation/attestation-result.entity.js';
 import { latestResultsOf } from '../../../src/attestation/attestation-result.queries.js';
 import { AttestationChallenge } from '../../../src/attestation/challenge.entity.js';
+import { AuditEvent } from '../../../src/audit/audit-event.entity.js';
 import { AuditService } from '../../../src/audit/audit.service.js';
 import { CaseDevice } from '../../../src/cases/case-device.entity.js';
+import { CaseEvent } from '../../../src/cases/case-event.entity.js';
 import { Case } from '../../../src/cases/case.entity.js';
 import { CaseService } from '../../../src/cases/case.service.js';
 import { activeCertificatesOf, certificatesOfDevices } from '../../../src/certificates/certificate-list.js';
@@ -17,6 +20,8 @@ import { Device } from '../../../src/devices/device.entity.js';
 import { InventoryService } from '../../../src/devices/inventory.service.js';
 import { EnrollmentGroup } from '../../../src/enrollment/enrollment-group.entity.js';
 import { EnrollmentToken } from '../../../src/enrollment/enrollment-token.entity.js';
+import type { GraphQLContext } from '../../../src/graphql/context.js';
+import { seqPage, type SeqWhere } from '../../../src/graphql/seq-page.js';
 import { RiskFactor } from '../../../src/risk/risk-factor.entity.js';
 import { topFactorsOf } from '../../../src/risk/risk-factor.queries.js';
 import { Site } from '../../../src/sites/site.entity.js';
@@ -239,6 +244,30 @@ beforeAll(async () => {
   for (const caseRef of [ids.fullCase, ids.sparseCase]) {
     add(new CaseDevice(), { caseRef, deviceRef: ids.full, linkedAt: clock.now(), linkedBy: 'test' });
   }
+  const caseEvent = { caseRef: ids.fullCase, actor: 'soc-analyst «Ü»' } as const;
+  add(new CaseEvent(), { ...caseEvent, kind: 'OPENED', at: at('2026-11-29T11:59:52.011Z') });
+  add(new CaseEvent(), {
+    ...caseEvent,
+    kind: 'EVIDENCE',
+    at: at('2026-11-29T11:59:52.012Z'),
+    body: 'Nonce mismatch',
+    payload: { reasons: ['NONCE_MISMATCH'], counter: '9007199254740993', score: 87.5, nested: { ok: null } },
+  });
+  const auditEvent = {
+    actor: 'system',
+    action: 'case.opened',
+    subject: `case:${ids.fullCase}`,
+    prevHash: '0'.repeat(64),
+    hash: 'e'.repeat(64),
+  } as const;
+  // Past 2^53: a bigint that a number would round.
+  add(new AuditEvent(), {
+    ...auditEvent,
+    seq: '9007199254740993',
+    occurredAt: at('2026-11-29T11:59:52.011Z'),
+    details: { number: 9002, counter: '9007199254740993', list: [], nested: { ok: null, '«': 'ü' } },
+  });
+  add(new AuditEvent(), { ...auditEvent, seq: '1', occurredAt: at('2026-01-01T00:00:00.999Z'), details: {} });
   add(new Site(), {
     id: 'plain-site',
     name: 'Plant «Nord»',
@@ -260,6 +289,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await orm?.close(true);
 });
+
+/** seqPage reads nothing of its context but the EntityManager. */
+const seqContext = () => ({ em: orm.em.fork() }) as unknown as GraphQLContext;
+const nodes = <T>(connection: { edges: ReadonlyArray<{ node: T }> }): T[] =>
+  connection.edges.map((edge) => edge.node);
 
 /**
  * Reads each plain row's entity with em.find (by primary key, in a fresh identity map) and
@@ -323,6 +357,52 @@ describe('plain rows equal what em.find hydrates', () => {
   it('Site, by id', async () => {
     await expectHydratedEqual(Site, await sites.byIds(orm.em.fork(), ['plain-site', 'plain-quiet']), 2);
   });
+
+  it('AuditEvent, a page of the audit trail', async () => {
+    const page = await seqPage(seqContext(), { first: 10 }, AuditEvent, 'audit', {}, 'oldest-first');
+    expect(nodes(page).map((event) => event.seq)).toEqual(['1', '9007199254740993']);
+    await expectHydratedEqual(AuditEvent, nodes(page), 2);
+    expect(await page.totalCount()).toBe(2);
+  });
+
+  it('CaseEvent, a page of a case timeline', async () => {
+    const timeline = (args: DefaultConnectionArguments, caseRef: string = ids.fullCase) =>
+      seqPage(seqContext(), args, CaseEvent, 'case-event', { caseRef }, 'oldest-first');
+    const page = await timeline({ first: 10 });
+    expect(nodes(page).map((event) => event.kind)).toEqual(['OPENED', 'EVIDENCE']);
+    await expectHydratedEqual(CaseEvent, nodes(page), 2);
+    expect(await page.totalCount()).toBe(2);
+    const after = await timeline({ first: 10, after: page.edges[0]!.cursor });
+    expect(nodes(after).map((event) => event.kind)).toEqual(['EVIDENCE']);
+    const before = await timeline({ last: 10, before: page.edges[1]!.cursor });
+    expect(nodes(before).map((event) => event.kind)).toEqual(['OPENED']);
+    expect(nodes(await timeline({ first: 10 }, ids.sparseCase))).toEqual([]);
+  });
+
+  it('AttestationResult and RiskFactor, pages filtered by equality and by a list', async () => {
+    const results = (where: SeqWhere<AttestationResult>) =>
+      seqPage(seqContext(), { first: 10 }, AttestationResult, 'attestation', where, 'oldest-first');
+    const all = await results({ deviceId: 'plain-full', outcome: ['TIMEOUT', 'FAIL'] });
+    expect(nodes(all).map((result) => result.outcome)).toEqual(['TIMEOUT', 'FAIL']);
+    await expectHydratedEqual(AttestationResult, nodes(all), 2);
+    expect(await all.totalCount()).toBe(2);
+    const atSite = await results({ siteId: 'plain-site', outcome: ['FAIL'] });
+    expect(nodes(atSite).map((result) => result.outcome)).toEqual(['FAIL']);
+    expect(await atSite.totalCount()).toBe(1);
+    expect(nodes(await results({ outcome: [] }))).toEqual([]);
+
+    const factors = (args: DefaultConnectionArguments) =>
+      seqPage(seqContext(), args, RiskFactor, 'risk', { deviceRef: ids.full }, 'newest-first');
+    const newest = await factors({ first: 2 });
+    expect(nodes(newest).map((factor) => factor.kind)).toEqual(['FIRMWARE_DRIFT', 'IOC_HIT']);
+    expect(newest.pageInfo.hasNextPage).toBe(true);
+    await expectHydratedEqual(RiskFactor, nodes(newest), 2);
+    const older = await factors({ first: 2, after: newest.pageInfo.endCursor });
+    expect(nodes(older).map((factor) => factor.detail)).toEqual(['indicator 10.0.0.1']);
+    const oldest = await factors({ last: 1 });
+    expect(nodes(oldest).map((factor) => factor.detail)).toEqual(['indicator 10.0.0.1']);
+    expect(await oldest.totalCount()).toBe(3);
+  });
 });
 
 describe('plainRows and selectList', () => {
@@ -333,6 +413,8 @@ describe('plainRows and selectList', () => {
     [RiskFactor, 'risk_factor', 3],
     [Case, 'case_record', 2],
     [Site, 'site', 2],
+    [AuditEvent, 'audit_event', 2],
+    [CaseEvent, 'case_event', 2],
   ] as const;
 
   it.each(tables)('read every row of %o as em.find hydrates it', async (entity, table, count) => {
