@@ -22,6 +22,18 @@ export function decodeCursor(kind: string, cursor: string): string {
   return text.slice(prefix.length);
 }
 
+/**
+ * The key of a cursor over a key that only grows (a seq, a case number): a decimal integer, so a
+ * forged cursor is refused here as INVALID_CURSOR rather than failing in the database.
+ */
+export function decodeSequenceCursor(kind: string, cursor: string): string {
+  const key = decodeCursor(kind, cursor);
+  if (!/^\d{1,18}$/.test(key)) {
+    throw new GraphQLError(`Invalid cursor for ${kind}`, { extensions: { code: 'INVALID_CURSOR' } });
+  }
+  return key;
+}
+
 export const PAGE_SIZE = { default: 50, max: 500 } as const;
 
 /**

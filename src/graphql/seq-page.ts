@@ -2,7 +2,7 @@ import type { EntityClass, EntityProperty } from '@mikro-orm/core';
 import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
 import { plainRows, selectList } from '../db/plain-rows.js';
 import type { GraphQLContext } from './context.js';
-import { decodeCursor, encodeCursor, keysetConnection } from './cursor.js';
+import { decodeSequenceCursor, encodeCursor, keysetConnection } from './cursor.js';
 
 /**
  * The filter of a seq page: per property, equal to a value or (a list) one of its values; an empty
@@ -62,11 +62,11 @@ export async function seqPage<T extends { seq: string }>(
       const pageParams = [...params];
       if (after) {
         page.push(`${seq} ${ascending ? '>' : '<'} ?`);
-        pageParams.push(decodeCursor(cursorKind, after));
+        pageParams.push(decodeSequenceCursor(cursorKind, after));
       }
       if (before) {
         page.push(`${seq} ${ascending ? '<' : '>'} ?`);
-        pageParams.push(decodeCursor(cursorKind, before));
+        pageParams.push(decodeSequenceCursor(cursorKind, before));
       }
       const filter = page.length > 0 ? ` where ${page.join(' and ')}` : '';
       return plainRows(

@@ -1,4 +1,3 @@
-import { GraphQLError } from 'graphql';
 import { actorOf } from '../../auth/token.service.js';
 import { CASE_EVENT_KINDS, CaseEvent, type CaseEventKind } from '../../cases/case-event.entity.js';
 import { CASE_SEVERITIES, CASE_SOURCES, CASE_STATUSES, Case } from '../../cases/case.entity.js';
@@ -14,7 +13,7 @@ import {
 import type { CaseEventRecordedEvent } from '../../shared/events.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { PAGE_SIZE, decodeCursor, encodeCursor, keysetConnection } from '../cursor.js';
+import { PAGE_SIZE, decodeSequenceCursor, encodeCursor, keysetConnection } from '../cursor.js';
 import { validKey } from '../nodes.js';
 import { rowNode } from '../row-node.js';
 import { seqPage } from '../seq-page.js';
@@ -37,19 +36,13 @@ builder.objectType(CaseNotFoundError, {
   fields: (t) => ({ number: t.exposeInt('number') }),
 });
 
-/** Both cursors are over a key that only grows (case number, timeline seq); anything else is refused. */
+/** Both cursors are over a key that only grows (case number, timeline seq). */
 function keyset(
   kind: string,
   page: { after?: string; before?: string; limit: number; inverted: boolean },
 ): KeysetPage {
-  const key = (cursor: string | undefined) => {
-    if (cursor === undefined) return undefined;
-    const value = decodeCursor(kind, cursor);
-    if (!/^\d{1,18}$/.test(value)) {
-      throw new GraphQLError(`Invalid cursor for ${kind}`, { extensions: { code: 'INVALID_CURSOR' } });
-    }
-    return value;
-  };
+  const key = (cursor: string | undefined) =>
+    cursor === undefined ? undefined : decodeSequenceCursor(kind, cursor);
   return { after: key(page.after), before: key(page.before), limit: page.limit, reversed: page.inverted };
 }
 

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeCursor } from '../../../src/graphql/cursor.js';
 import { FIRMWARE_HASH, OpensslDevice } from '../../support/attestation-device.js';
 import { curl } from '../../support/curl.js';
 import { graphql, graphqlData, startTestService, type TestService } from '../../support/service.js';
@@ -257,6 +258,27 @@ describe('attestation results in GraphQL', () => {
       expect(await resultsAt(after)).toEqual([{ challengeId: secondChallenge.challenge_id, siteId: after }]);
     } finally {
       await device.dispose();
+    }
+  });
+
+  it('refuses a forged or foreign cursor on the SIEM lists with a typed error', async () => {
+    const lists = [
+      ['attestationResults', viewer, encodeCursor('attestation', 'abc')],
+      ['attestationResults', viewer, encodeCursor('attestation', '1; drop table device')],
+      ['attestationResults', viewer, encodeCursor('audit', '1')],
+      ['auditEvents', admin, encodeCursor('audit', '12345678901234567890')],
+    ] as const;
+    for (const [list, token, after] of lists) {
+      const { body } = await graphql(
+        service.app.urls.graphql,
+        token,
+        `query ($after: String) { ${list}(after: $after) { totalCount } }`,
+        {
+          after,
+        },
+      );
+      expect(body.data ?? null).toBeNull();
+      expect(body.errors?.[0]?.extensions?.code, `${list} after ${after}`).toBe('INVALID_CURSOR');
     }
   });
 
