@@ -25,7 +25,8 @@ interface Route {
 
 /**
  * A small route table: `/api/v1/cps/devices/{device_id}` style paths, one handler per method.
- * Unknown paths are 404 and known paths with another method are 405, both as problem+json.
+ * Unknown paths are 404 and known paths with another method are 405, both as problem+json; a
+ * concrete path is matched before the templates that would also match it.
  */
 export class Router {
   readonly #routes: Route[] = [];
@@ -54,8 +55,12 @@ export class Router {
   /** Returns the matched route's name (for metrics), or undefined when nothing matched. */
   async handle(raw: IncomingMessage, res: ServerResponse, logger: Logger): Promise<string | undefined> {
     const url = new URL(raw.url ?? '/', 'http://localhost');
-    const matches = this.#routes.filter((route) => route.pattern.test(url.pathname));
-    if (matches.length === 0) return undefined;
+    const templated = this.#routes.filter((route) => route.pattern.test(url.pathname));
+    if (templated.length === 0) return undefined;
+    // As OpenAPI matches paths: a concrete path wins over a template that also matches it, so
+    // `GET /devices/import` is a 405 of the import route, not a read of a device named "import".
+    const concrete = templated.filter((route) => route.keys.length === 0);
+    const matches = concrete.length > 0 ? concrete : templated;
     const route = matches.find((candidate) => candidate.method === raw.method);
     if (!route) {
       sendProblem(res, problem(405, 'method-not-allowed', 'Method not allowed'), {

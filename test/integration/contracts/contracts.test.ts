@@ -205,8 +205,10 @@ describe('schema/openapi.yaml', () => {
       );
     for (const template of Object.keys(openapi.paths)) {
       const concrete = template.replace(/\{\w+\}/g, 'contract-probe');
-      // A concrete path can match several templates (`/devices/import` is also `/devices/{device_id}`).
-      const allowed = operations()
+      // OpenAPI matches a concrete path before templates that also match it (`/devices/import` is
+      // not read as `/devices/{device_id}`); a path with parameters can match several templates.
+      const literal = operations().filter((operation) => operation.path === concrete);
+      const allowed = (literal.length > 0 ? literal : operations())
         .filter((operation) => matches(operation.path, concrete))
         .map((operation) => operation.method);
       const unused = HTTP_METHODS.find(
