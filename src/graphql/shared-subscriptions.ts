@@ -49,8 +49,10 @@ export function sharedSubscriptionsPlugin(metrics: Metrics): Plugin<GraphQLConte
     for (;;) {
       let pending = groups.get(key);
       if (!pending) {
-        pending = openGroup(args, subscribe, feedName, () => groups.delete(key));
-        groups.set(key, pending);
+        const opening: Promise<Group | ExecutionResult> = openGroup(args, subscribe, feedName, () => {
+          if (groups.get(key) === opening) groups.delete(key);
+        });
+        groups.set(key, (pending = opening));
       }
       let group: Group | ExecutionResult;
       try {
