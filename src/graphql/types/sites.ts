@@ -1,4 +1,3 @@
-import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { actorOf } from '../../auth/token.service.js';
 import type { Device } from '../../devices/device.entity.js';
 import { HEARTBEAT_CHANNELS, type Site } from '../../sites/site.entity.js';
@@ -7,7 +6,7 @@ import { SITE_LIVENESS, type OfflineCause } from '../../sites/site.service.js';
 import { ConflictError, ValidationError } from '../../shared/errors.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { PAGE_SIZE, decodeCursor, encodeCursor } from '../cursor.js';
+import { PAGE_SIZE, decodeCursor, encodeCursor, keysetConnection } from '../cursor.js';
 import { DeviceRef } from './devices.js';
 import { ErrorInterface } from './errors.js';
 
@@ -93,13 +92,9 @@ SiteRef.implement({
             cursor === undefined
               ? undefined
               : { value: null, deviceId: decodeCursor(SITE_DEVICE_CURSOR, cursor) };
-          const connection = await resolveCursorConnection<Promise<Device[]>>(
-            {
-              args,
-              toCursor: (device: Device) => encodeCursor(SITE_DEVICE_CURSOR, device.deviceId),
-              defaultSize: PAGE_SIZE.default,
-              maxSize: PAGE_SIZE.max,
-            },
+          const connection = await keysetConnection(
+            args,
+            (device: Device) => encodeCursor(SITE_DEVICE_CURSOR, device.deviceId),
             ({ before, after, limit, inverted }) =>
               inventory.list(context.em, filter, {
                 order: { field: 'DEVICE_ID', ascending: true },
@@ -177,13 +172,9 @@ builder.queryField('sites', (t) =>
       authScopes: { viewer: true },
       description: `Sites in id order; ${PAGE_SIZE.default} per page unless asked, at most ${PAGE_SIZE.max}`,
       resolve: async (_root, args, context) => {
-        const connection = await resolveCursorConnection<Promise<Site[]>>(
-          {
-            args,
-            toCursor: (site: Site) => encodeCursor(SITE_CURSOR, site.id),
-            defaultSize: PAGE_SIZE.default,
-            maxSize: PAGE_SIZE.max,
-          },
+        const connection = await keysetConnection(
+          args,
+          (site: Site) => encodeCursor(SITE_CURSOR, site.id),
           ({ before, after, limit, inverted }) =>
             context.services.sites.list(context.em, {
               after: after === undefined ? undefined : decodeCursor(SITE_CURSOR, after),

@@ -278,6 +278,24 @@ describe('managing sites', () => {
       ],
     ]);
   });
+
+  it('holds its lists to the page cap like every connection, with null cursors on an empty page', async () => {
+    const id = uniqueId('empty');
+    await createSite(id);
+    for (const query of [
+      '{ sites(first: 501) { totalCount } }',
+      `{ site(id: "${id}") { devices(first: 501) { totalCount } } }`,
+    ]) {
+      const { body } = await graphql(service.app.urls.graphql, viewer, query);
+      expect(body.errors?.[0]?.extensions, query).toMatchObject({ code: 'PAGE_SIZE_EXCEEDED', max: 500 });
+    }
+    const empty = await gql<{ site: { devices: { edges: unknown[]; pageInfo: Record<string, unknown> } } }>(
+      viewer,
+      `query ($id: String!) { site(id: $id) { devices(first: 10) { edges { cursor } pageInfo { startCursor endCursor } } } }`,
+      { id },
+    );
+    expect(empty.site.devices).toEqual({ edges: [], pageInfo: { startCursor: null, endCursor: null } });
+  });
 });
 
 describe('REST heartbeat', () => {
