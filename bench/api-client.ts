@@ -110,14 +110,21 @@ async function fleetClosed(seconds: number, concurrency: number): Promise<void> 
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
+  reportFleet(started, latencies, { failed, skipped: 0, firstError });
+}
+
+/** One fleet run's figures, for the parent process. */
+function reportFleet(
+  started: number,
+  latencies: number[],
+  outcome: { failed: number; skipped: number; firstError: string | null },
+): void {
   send({
     type: 'fleet',
     ok: latencies.length,
-    failed,
     elapsedMs: performance.now() - started,
     latency: summarise(latencies),
-    skipped: 0,
-    firstError,
+    ...outcome,
   });
 }
 
@@ -155,15 +162,7 @@ async function fleetOpen(seconds: number, rate: number): Promise<void> {
     );
   }
   await Promise.all(pending);
-  send({
-    type: 'fleet',
-    ok: latencies.length,
-    failed,
-    elapsedMs: performance.now() - started,
-    latency: summarise(latencies),
-    skipped,
-    firstError,
-  });
+  reportFleet(started, latencies, { failed, skipped, firstError });
 }
 
 /** A SIEM connector reading a site's results from the start, page after page, as fast as they come. */

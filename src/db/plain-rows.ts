@@ -1,4 +1,10 @@
-import { ReferenceKind, type EntityClass, type EntityKey, type EntityMetadata } from '@mikro-orm/core';
+import {
+  ReferenceKind,
+  type EntityClass,
+  type EntityKey,
+  type EntityMetadata,
+  type EntityProperty,
+} from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 
 /**
@@ -120,6 +126,19 @@ export function plainRowsByKeys<T extends object>(
   return keys.length === 0 ? Promise.resolve([]) : plainRows(em, entity, sql, [keys, ...params]);
 }
 
+/** The quoted column of `entity`'s `property` (`alias."column"`) and the property's metadata. */
+export function columnOf<T extends object>(
+  em: EntityManager,
+  entity: EntityClass<T>,
+  property: string,
+  alias: string,
+): { sql: string; prop: EntityProperty<T> } {
+  const meta = em.getMetadata<T>(entity);
+  const prop = (meta.properties as Partial<Record<string, EntityProperty<T>>>)[property];
+  if (!prop) throw new Error(`${meta.className} has no property ${property}`);
+  return { sql: `${alias}.${em.getPlatform().quoteIdentifier(prop.fieldNames[0]!)}`, prop };
+}
+
 /** The rows of `entity` whose `property` is one of `keys` (a loader's batch), as {@link plainRows}. */
 export function plainRowsWhereIn<T extends object>(
   em: EntityManager,
@@ -127,13 +146,11 @@ export function plainRowsWhereIn<T extends object>(
   property: EntityKey<T>,
   keys: readonly unknown[],
 ): Promise<T[]> {
-  const meta = em.getMetadata(entity);
-  const platform = em.getPlatform();
-  const column = platform.quoteIdentifier(meta.properties[property].fieldNames[0]!);
+  const table = em.getPlatform().quoteIdentifier(em.getMetadata(entity).tableName);
   return plainRowsByKeys(
     em,
     entity,
     keys,
-    `select ${selectList(em, entity, 't')} from ${platform.quoteIdentifier(meta.tableName)} t where t.${column} in (?)`,
+    `select ${selectList(em, entity, 't')} from ${table} t where ${columnOf(em, entity, property, 't').sql} in (?)`,
   );
 }

@@ -4,6 +4,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import { plainRows, plainRowsWhereIn, selectList } from '../db/plain-rows.js';
 import type { Clock } from '../shared/clock.js';
+import { onlineSql } from '../sites/site.service.js';
 import { ConflictError, DeviceNotFoundError, ValidationError } from '../shared/errors.js';
 import type { Tx, TransactionRunner } from '../shared/transaction.js';
 import {
@@ -337,11 +338,7 @@ function listWhere(filter: DeviceListFilter): Condition[] {
     );
   }
   if (filter.online) {
-    where.push(
-      filter.online.value
-        ? condition('d."last_seen_at" >= ?', filter.online.cutoff)
-        : condition('(d."last_seen_at" is null or d."last_seen_at" < ?)', filter.online.cutoff),
-    );
+    where.push(condition(onlineSql('d."last_seen_at"', filter.online.value), filter.online.cutoff));
   }
   // A rejected device never joined the fleet: listings leave it out unless asked for it by name or flag.
   // Written as the fleet-page indexes' predicate, so they serve every default listing.

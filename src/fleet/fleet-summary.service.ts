@@ -8,7 +8,7 @@ import {
   type RiskBand,
 } from '../devices/device.entity.js';
 import type { Clock } from '../shared/clock.js';
-import type { SiteLiveness, SiteService } from '../sites/site.service.js';
+import { onlineSql, type SiteLiveness, type SiteService } from '../sites/site.service.js';
 
 /** The runbook's "pending for too long": registered more than a day ago and still PENDING. */
 export const PENDING_ALERT_MS = 24 * 60 * 60 * 1000;
@@ -87,7 +87,7 @@ export class FleetSummaryService {
               attestation_status, risk_band, type, site_id,
               count(*)::int as devices,
               (count(*) filter (where enrollment_state = 'APPROVED'
-                                  and (last_seen_at is null or last_seen_at < ?)))::int as offline,
+                                  and ${onlineSql('last_seen_at', false)}))::int as offline,
               (count(*) filter (where attestation_status = 'PENDING' and registered_at < ?))::int as pending_long
          from device
         where enrollment_state <> 'REJECTED'

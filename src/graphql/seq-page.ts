@@ -1,6 +1,6 @@
-import type { EntityClass, EntityProperty } from '@mikro-orm/core';
+import type { EntityClass } from '@mikro-orm/core';
 import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
-import { plainRows, selectList } from '../db/plain-rows.js';
+import { columnOf, plainRows, selectList } from '../db/plain-rows.js';
 import type { GraphQLContext } from './context.js';
 import { decodeSequenceCursor, encodeCursor, keysetConnection } from './cursor.js';
 
@@ -26,13 +26,8 @@ export async function seqPage<T extends { seq: string }>(
 ) {
   const { em } = context;
   const platform = em.getPlatform();
-  const meta = em.getMetadata<T>(entity);
-  const column = (property: string) => {
-    const prop = (meta.properties as Partial<Record<string, EntityProperty<T>>>)[property];
-    if (!prop) throw new Error(`${meta.className} has no property ${property}`);
-    return { prop, sql: `t.${platform.quoteIdentifier(prop.fieldNames[0]!)}` };
-  };
-  const from = `from ${platform.quoteIdentifier(meta.tableName)} t`;
+  const column = (property: string) => columnOf(em, entity, property, 't');
+  const from = `from ${platform.quoteIdentifier(em.getMetadata(entity).tableName)} t`;
   const conditions: string[] = [];
   const params: unknown[] = [];
   for (const [property, value] of Object.entries(where) as Array<

@@ -53,6 +53,14 @@ export interface KeysetPage {
  * Sites, their controllers' heartbeats and every liveness rule: site LIVE/STALE/DOWN, device
  * online/offline and the cause shown for an offline device are all decided here, on the clock.
  */
+/**
+ * `SiteService.isOnline` as SQL over a last-seen column (`online` true) or its negation (false), for
+ * listings and counts; its one `?` takes `onlineCutoff()`.
+ */
+export function onlineSql(lastSeenColumn: string, online: boolean): string {
+  return online ? `${lastSeenColumn} >= ?` : `(${lastSeenColumn} is null or ${lastSeenColumn} < ?)`;
+}
+
 export class SiteService {
   constructor(
     private readonly audit: AuditService,
