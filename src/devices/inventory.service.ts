@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { OptimisticLockError, UniqueConstraintViolationException } from '@mikro-orm/core';
+import { LockMode, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import { plainRows, plainRowsWhereIn, selectList } from '../db/plain-rows.js';
@@ -107,8 +107,8 @@ export class InventoryService {
         return { device: outcome.device, outcome: outcome.outcome };
       });
     } catch (error) {
-      // Two registrations of one device at the same moment: one commits, the other is told to retry.
-      if (error instanceof UniqueConstraintViolationException || error instanceof OptimisticLockError) {
+      // Two first registrations of one device at the same moment: one commits, the other is told to retry.
+      if (error instanceof UniqueConstraintViolationException) {
         throw new ConflictError(
           `device ${row.device_id} was registered or changed at the same time; retry`,
           'concurrent-registration',
@@ -136,6 +136,7 @@ export class InventoryService {
     for (let start = 0; start < rows.length; start += IMPORT_BATCH) {
       const batch = rows.slice(start, start + IMPORT_BATCH);
       const batchResults = await this.transactions.run(em.fork(), async (tx) => {
+        await lockInIdOrder(tx.em, batch);
         const out: ImportRowResult[] = [];
         const counts: Record<string, number> = {};
         for (const [offset, raw] of batch.entries()) {
@@ -239,7 +240,13 @@ export class InventoryService {
     auditEach = true,
   ): Promise<{ device: Device; outcome: RegistrationOutcome }> {
     const now = this.clock.now();
-    const existing = await tx.em.findOne(Device, { deviceId: row.device_id });
+    // Locked until the commit: the scheduler skips the device meanwhile and an attestation result waits,
+    // so neither can make this change fail.
+    const existing = await tx.em.findOne(
+      Device,
+      { deviceId: row.device_id },
+      { lockMode: LockMode.PESSIMISTIC_WRITE, refresh: true },
+    );
     const attributes = {
       type: row.device_type,
       model: row.model ?? null,
@@ -301,6 +308,18 @@ export class InventoryService {
     }
     return { device, outcome };
   }
+}
+
+/**
+ * Locks the existing devices an import batch names, in id order as every multi-row device write takes
+ * them, so the batch cannot deadlock with an attestation group that holds some of them.
+ */
+async function lockInIdOrder(em: EntityManager, rows: readonly unknown[]): Promise<void> {
+  const deviceIds = rows
+    .map((raw) => (raw as { device_id?: unknown } | null)?.device_id)
+    .filter((id): id is string => typeof id === 'string');
+  if (deviceIds.length === 0) return;
+  await em.execute(`select id from device where device_id in (?) order by id for update`, [deviceIds]);
 }
 
 /** A condition on the device table (alias `d`) and the values of its placeholders. */

@@ -1,4 +1,4 @@
-import { OptimisticLockError } from '@mikro-orm/core';
+import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import type { CaseService } from '../cases/case.service.js';
@@ -7,12 +7,7 @@ import { DeviceCertificate } from '../certificates/device-certificate.entity.js'
 import { deviceChanged } from '../devices/device-events.js';
 import { Device, type AttestationStatus, type EnrollmentState } from '../devices/device.entity.js';
 import type { Clock } from '../shared/clock.js';
-import {
-  ConflictError,
-  DeviceNotFoundError,
-  InvalidTransitionError,
-  ValidationError,
-} from '../shared/errors.js';
+import { DeviceNotFoundError, InvalidTransitionError, ValidationError } from '../shared/errors.js';
 import type { Tx, TransactionRunner } from '../shared/transaction.js';
 
 /** RFC 5280 5.3.1 CRLReason codes an operator may give. */
@@ -27,8 +22,11 @@ export const REVOCATION_REASONS = {
 export type RevocationReason = keyof typeof REVOCATION_REASONS;
 
 /**
- * Operator decisions on an enrolled device: approve, reject, revoke. Each is one transaction guarded
- * by the device's version, so two racing decisions never both commit (the loser gets a Conflict).
+ * Operator decisions on an enrolled device: approve, reject, revoke. Each is one transaction holding
+ * the device's row lock from the read to the commit, so racing decisions run one after the other and
+ * the later one is judged on the state the earlier one left (approve after a revoke is an
+ * InvalidTransition). Background writers (the challenge scheduler, attestation results) wait for or
+ * skip a locked device, so a revocation never fails because a challenge was being sent at that moment.
  */
 export class DeviceLifecycleService {
   constructor(
@@ -109,27 +107,21 @@ export class DeviceLifecycleService {
     actor: string,
     work: (tx: Tx, device: Device) => Promise<{ change: string; reason: string | null }>,
   ): Promise<Device> {
-    try {
-      return await this.transactions.run(em, async (tx) => {
-        const device = await tx.em.findOne(Device, { deviceId });
-        if (!device) throw new DeviceNotFoundError(deviceId);
-        const previous = device.attestationStatus;
-        const { change, reason } = await work(tx, device);
-        tx.emit(
-          'device.changed',
-          deviceChanged(device, { change, previousStatus: previous, actor, reason, at: this.clock.now() }),
-        );
-        return device;
-      });
-    } catch (error) {
-      if (error instanceof OptimisticLockError) {
-        throw new ConflictError(
-          `device ${deviceId} was changed by another decision at the same time; reload and retry`,
-          'concurrent-decision',
-        );
-      }
-      throw error;
-    }
+    return this.transactions.run(em, async (tx) => {
+      const device = await tx.em.findOne(
+        Device,
+        { deviceId },
+        { lockMode: LockMode.PESSIMISTIC_WRITE, refresh: true },
+      );
+      if (!device) throw new DeviceNotFoundError(deviceId);
+      const previous = device.attestationStatus;
+      const { change, reason } = await work(tx, device);
+      tx.emit(
+        'device.changed',
+        deviceChanged(device, { change, previousStatus: previous, actor, reason, at: this.clock.now() }),
+      );
+      return device;
+    });
   }
 
   private move(
