@@ -5,6 +5,7 @@ import { GraphQLError } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { bearerFrom, type Viewer } from '../auth/token.service.js';
 import type { Services } from '../services.js';
+import { compiledQueriesPlugin } from './compiled-queries.js';
 import type { GraphQLContext, GraphQLLimits } from './context.js';
 import { idempotencyPlugin } from './idempotency.js';
 import { operationLimitPlugins } from './limits.js';
@@ -49,6 +50,7 @@ export function createGraphQLServer(
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       ...operationLimitPlugins({ production: options.production, introspection: options.graphiql }),
       idempotencyPlugin(),
+      compiledQueriesPlugin(logger),
       // Last, so the subscribe it shares is the one every other plugin has already prepared.
       sharedSubscriptionsPlugin(services.metrics),
     ],

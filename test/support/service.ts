@@ -67,16 +67,28 @@ export async function startTestService(
   };
 }
 
+/** A GraphQL response as it came over HTTP. */
+export interface GraphQLResponse<T> {
+  status: number;
+  body: { data?: T; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
+}
+
 /** POSTs a GraphQL operation over real HTTP and returns status and parsed body. */
-export async function graphql<T = Record<string, unknown>>(
+export function graphql<T = Record<string, unknown>>(
   url: string,
   token: string | undefined,
   query: string,
   variables?: Record<string, unknown>,
-): Promise<{
-  status: number;
-  body: { data?: T; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
-}> {
+): Promise<GraphQLResponse<T>> {
+  return postGraphQL<T>(url, token, { query, variables });
+}
+
+/** POSTs any GraphQL-over-HTTP request body (operationName, documentId, extensions, ...). */
+export async function postGraphQL<T = Record<string, unknown>>(
+  url: string,
+  token: string | undefined,
+  body: Record<string, unknown>,
+): Promise<GraphQLResponse<T>> {
   const response = await fetch(url, {
     method: 'POST',
     headers: {
@@ -84,7 +96,7 @@ export async function graphql<T = Record<string, unknown>>(
       accept: 'application/graphql-response+json',
       ...(token ? { authorization: `Bearer ${token}` } : {}),
     },
-    body: JSON.stringify({ query, variables }),
+    body: JSON.stringify(body),
   });
   return { status: response.status, body: (await response.json()) as never };
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readEventStreamUntil, sseSubscription } from '../../support/sse.js';
-import { graphql, startTestService, type TestService } from '../../support/service.js';
+import { graphql, postGraphQL, startTestService, type TestService } from '../../support/service.js';
 
 let service: TestService;
 
@@ -69,6 +69,51 @@ describe('GraphQL authentication', () => {
       'mutation { createApiToken(name: "   ", role: VIEWER) { __typename ... on ValidationFailed { field } } }',
     );
     expect(body.data?.createApiToken).toEqual({ __typename: 'ValidationFailed', field: 'name' });
+  });
+});
+
+describe('GraphQL query execution', () => {
+  const DOCUMENT = `
+    query Who { viewer { name } }
+    query Info { serviceInfo { database } }
+    query Page($first: Int!) { devices(first: $first) { totalCount } }`;
+
+  const run = (token: string, operationName: string, variables?: Record<string, unknown>) =>
+    postGraphQL(service.app.urls.graphql, token, { query: DOCUMENT, operationName, variables });
+
+  it('runs the operation named in a document that holds several, every time', async () => {
+    const token = await service.token('viewer', 'several-operations');
+    // Each operation twice, interleaved: compiled code is kept per document and operation.
+    for (let round = 0; round < 2; round += 1) {
+      expect(await run(token, 'Who')).toEqual({
+        status: 200,
+        body: { data: { viewer: { name: 'several-operations' } } },
+      });
+      expect(await run(token, 'Info')).toEqual({
+        status: 200,
+        body: { data: { serviceInfo: { database: 'postgresql' } } },
+      });
+      expect(await run(token, 'Page', { first: 1 })).toEqual({
+        status: 200,
+        body: { data: { devices: { totalCount: 0 } } },
+      });
+    }
+  });
+
+  it('refuses variables that do not coerce before anything runs, as graphql-js does', async () => {
+    const token = await service.token('viewer');
+    const missing = await run(token, 'Page', {});
+    expect(missing.status).toBe(400);
+    expect(missing.body).toEqual({
+      errors: [
+        expect.objectContaining({ message: 'Variable "$first" of required type "Int!" was not provided.' }),
+      ],
+    });
+    // graphql-js' own answer, which clients already handle, whether or not the query is compiled.
+    const wrongType = await run(token, 'Page', { first: 'ten' });
+    expect(wrongType.body).toEqual({
+      errors: [expect.objectContaining({ message: 'Int cannot represent non-integer value: "ten"' })],
+    });
   });
 });
 

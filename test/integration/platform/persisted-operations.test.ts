@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import manifest from '../../../src/client/generated/persisted-documents.json' with { type: 'json' };
 import { ViewerDocument, createFleetClient } from '../../../src/client/index.js';
-import { startTestService, type TestService } from '../../support/service.js';
+import { postGraphQL, startTestService, type TestService } from '../../support/service.js';
 
 let service: TestService;
 let viewer: string;
@@ -18,24 +18,8 @@ function idOf(name: string): string {
   return entry[0];
 }
 
-async function post(token: string, body: Record<string, unknown>) {
-  const response = await fetch(service.app.urls.graphql, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/graphql-response+json',
-      authorization: `Bearer ${token}`,
-    },
-    body: JSON.stringify(body),
-  });
-  return {
-    status: response.status,
-    body: (await response.json()) as {
-      data?: Record<string, unknown>;
-      errors?: Array<{ message: string; extensions?: Record<string, unknown> }>;
-    },
-  };
-}
+const post = (token: string, body: Record<string, unknown>) =>
+  postGraphQL(service.app.urls.graphql, token, body);
 
 beforeAll(async () => {
   service = await startTestService({ mqtt: 'embedded', env: { FLEETPROOF_GRAPHQL_PERSISTED_ONLY: 'true' } });
