@@ -20,12 +20,15 @@ import type { GraphQLContext } from './context.js';
  *   operation name, so a document holding several operations runs the one asked for.
  * - Variables that do not coerce go to graphql-js, so such a request fails exactly as it would
  *   without compilation (a 400 with graphql-js' messages).
+ * - A document is compiled when it runs the second time. Compiling costs 1-3 ms (about what a small
+ *   query costs to run), so a stream of one-off documents is not made dearer by it.
  * - A document the compiler refuses runs on graphql-js; the refusal is logged once.
  * - Mutations and subscriptions stay on graphql-js: mutations are few, and the shared subscription
  *   executions run their markers through graphql-js' `execute`.
  */
 export function compiledQueriesPlugin(logger: Logger): Plugin<GraphQLContext> {
-  const compiled = new WeakMap<DocumentNode, Map<string, CompiledQuery | ExecutionResult>>();
+  /** Per document and operation name: its compiled code, the compiler's refusal, or `seen` once. */
+  const compiled = new WeakMap<DocumentNode, Map<string, CompiledQuery | ExecutionResult | 'seen'>>();
 
   function compiledFor(args: ExecutionArgs): CompiledQuery | undefined {
     let byOperation = compiled.get(args.document);
@@ -36,6 +39,10 @@ export function compiledQueriesPlugin(logger: Logger): Plugin<GraphQLContext> {
     const key = args.operationName ?? '';
     let entry = byOperation.get(key);
     if (!entry) {
+      byOperation.set(key, 'seen');
+      return undefined;
+    }
+    if (entry === 'seen') {
       entry = compileQuery(args.schema, args.document, args.operationName ?? undefined);
       if (!isCompiledQuery(entry)) {
         logger.warn({ errors: entry.errors, operationName: args.operationName }, 'query not compiled');
