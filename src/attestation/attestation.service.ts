@@ -6,7 +6,8 @@ import type { CaseService } from '../cases/case.service.js';
 import { deviceChanged } from '../devices/device-events.js';
 import { Device, type Criticality, type DeviceType } from '../devices/device.entity.js';
 import type { Metrics } from '../observability/metrics.js';
-import { approvedHashes } from '../policy/firmware-policy.js';
+import { approvedHashes, approvedVersion } from '../policy/firmware-policy.js';
+import type { PolicyBundleDocument } from '../policy/policy-bundle.document.js';
 import type { PolicyBundle } from '../policy/policy-bundle.entity.js';
 import type { PolicyBundleService } from '../policy/policy-bundle.service.js';
 import type { Clock } from '../shared/clock.js';
@@ -438,7 +439,8 @@ export class AttestationService {
       return 'decided';
     }
     group.claim(challenge, 'ANSWERED', item.payloadHash, origin.receivedAt);
-    if (verdict.reasons.length === 0) group.pass(device, challenge, verdict, origin.receivedAt);
+    if (verdict.reasons.length === 0)
+      group.pass(device, challenge, verdict, origin.receivedAt, bundle?.document);
     else group.fail(device, challenge, verdict, origin.receivedAt);
     return 'decided';
   }
@@ -581,6 +583,7 @@ class DecisionGroup {
           riskScore: row.riskScore,
           riskBand: row.riskBand,
           version: row.version,
+          firmwareUpdate: null,
           currentCertificate:
             row.certificateFingerprint && row.certificateStatus
               ? { fingerprintSha256: row.certificateFingerprint, status: row.certificateStatus }
@@ -612,8 +615,29 @@ class DecisionGroup {
     this.claims.push({ id: challenge.id, state, responseHash, decidedAt: at });
   }
 
-  pass(device: GroupDevice, challenge: GroupChallenge, verdict: EvidenceVerdict, receivedAt: Date): void {
+  pass(
+    device: GroupDevice,
+    challenge: GroupChallenge,
+    verdict: EvidenceVerdict,
+    receivedAt: Date,
+    policy: PolicyBundleDocument | undefined,
+  ): void {
     const previous = device.attestationStatus;
+    const attested = verdict.firmwareHash;
+    // A device updated to another accepted image runs it from now on: risk scores that image, and the
+    // device's own golden value (when facilities pinned none) moves with it, so it cannot fall back
+    // to an image that was accepted only as the one it enrolled with.
+    if (attested !== null && attested !== device.firmwareHash) {
+      const version = policy ? approvedVersion(policy, device.model, attested) : null;
+      this.audits.push({
+        actor: 'system:attestation',
+        action: 'device.firmware-updated',
+        subject: `device:${device.deviceId}`,
+        details: { challengeId: challenge.id, from: device.firmwareHash, to: attested, version },
+      });
+      device.firmwareHash = attested;
+      device.firmwareUpdate = { hash: attested, version };
+    }
     device.consecutiveFailures = 0;
     if (verdict.counter !== null) device.lastCounter = verdict.counter.toString();
     device.lastAttestationAt = receivedAt;
@@ -739,6 +763,7 @@ function deviceState(device: GroupDevice): DeviceAttestationState {
     lastCounter: device.lastCounter,
     lastAttestationAt: device.lastAttestationAt,
     updatedAt: device.updatedAt!,
+    firmwareUpdate: device.firmwareUpdate,
   };
 }
 

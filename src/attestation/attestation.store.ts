@@ -64,6 +64,11 @@ export interface DeviceAttestationState {
   lastCounter: string | null;
   lastAttestationAt: Date | null;
   updatedAt: Date;
+  /**
+   * The firmware a PASS attested when it is not the one recorded (an update to another accepted
+   * image), with the version the bundle lists it under; null leaves the recorded firmware as it is.
+   */
+  firmwareUpdate: { hash: string; version: string | null } | null;
 }
 
 export interface ResultRow {
@@ -235,7 +240,7 @@ export async function writeDecisions(
     `with devices as (
        select * from jsonb_to_recordset(?::jsonb) as v(id uuid, attestation_status text, failure_kind text,
               consecutive_failures int, last_counter text, last_attestation_at timestamptz,
-              updated_at timestamptz, version int)),
+              updated_at timestamptz, version int, firmware_hash text, firmware_version text)),
      -- Device rows first and in id order, as every multi-row device write takes them (no deadlock);
      -- each claim below waits for this, its device being one of them.
      locked as materialized (
@@ -251,6 +256,8 @@ export async function writeDecisions(
           set attestation_status = v.attestation_status, failure_kind = v.failure_kind,
               consecutive_failures = v.consecutive_failures, last_counter = v.last_counter::bigint,
               last_attestation_at = v.last_attestation_at, updated_at = v.updated_at,
+              firmware_hash = coalesce(v.firmware_hash, d.firmware_hash),
+              firmware_version = case when v.firmware_hash is null then d.firmware_version else v.firmware_version end,
               version = d.version + 1
          from devices v
         where d.id = v.id and d.version = v.version and d.id in (select id from locked)
@@ -283,6 +290,8 @@ export async function writeDecisions(
           last_attestation_at: device.lastAttestationAt,
           updated_at: device.updatedAt,
           version: device.version,
+          firmware_hash: device.firmwareUpdate?.hash ?? null,
+          firmware_version: device.firmwareUpdate?.version ?? null,
         })),
       ),
       JSON.stringify(

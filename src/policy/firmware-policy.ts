@@ -30,6 +30,16 @@ export function approvedHashes(
   return hashes;
 }
 
+/** The version the bundle approves under `hash` for `model`; null when it does not list that image. */
+export function approvedVersion(
+  policy: PolicyBundleDocument,
+  model: string | null,
+  hash: string,
+): string | null {
+  if (model === null) return null;
+  return policy.firmware[model]?.versions.find((entry) => entry.hash === hash)?.version ?? null;
+}
+
 /**
  * The firmware hashes attestation accepts: the device's own golden value (the inventory's pinned hash
  * when facilities set one, else the hash it enrolled with) plus every hash the current bundle approves

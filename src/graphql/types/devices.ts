@@ -90,8 +90,16 @@ DeviceRef.implement({
     expectedCdiCommitment: t.exposeString('expectedCdiCommitment', { nullable: true }),
     expectedSpkiSha256: t.exposeString('expectedSpkiSha256', { nullable: true }),
     goldenFirmwareHash: t.exposeString('goldenFirmwareHash', { nullable: true }),
-    firmwareVersion: t.exposeString('firmwareVersion', { nullable: true }),
-    firmwareHash: t.exposeString('firmwareHash', { nullable: true }),
+    firmwareVersion: t.exposeString('firmwareVersion', {
+      nullable: true,
+      description:
+        'The version of `firmwareHash`: as reported at enrollment, then as the policy bundle lists the image (null when it does not)',
+    }),
+    firmwareHash: t.exposeString('firmwareHash', {
+      nullable: true,
+      description:
+        'The firmware the device runs: the image of its last PASS, at first the one it enrolled with',
+    }),
     registeredAt: t.field({ type: 'DateTime', resolve: (device) => device.registeredAt }),
     updatedAt: t.field({ type: 'DateTime', resolve: (device) => device.updatedAt }),
     nextChallengeAt: t.field({

@@ -9,10 +9,12 @@ import { writeDecisions } from '../../../src/attestation/attestation.store.js';
 import { AttestationChallenge } from '../../../src/attestation/challenge.entity.js';
 import { Case, type CaseSource } from '../../../src/cases/case.entity.js';
 import { Device } from '../../../src/devices/device.entity.js';
+import { RiskFactor } from '../../../src/risk/risk-factor.entity.js';
 import { ManualClock } from '../../../src/shared/clock.js';
 import { OpensslDevice, type Challenge } from '../../support/attestation-device.js';
 import { openssl } from '../../support/openssl.js';
 import { startTestService, type TestService } from '../../support/service.js';
+import { until } from '../../support/until.js';
 
 let service: TestService;
 const clock = new ManualClock();
@@ -255,6 +257,7 @@ describe('group commit', () => {
             lastCounter: null,
             lastAttestationAt: at,
             updatedAt: at,
+            firmwareUpdate: null,
           },
         ],
         results: [],
@@ -315,8 +318,24 @@ describe('golden firmware from the policy bundle', () => {
 
     // Updated in the field to the bundle's latest approved image: still authorised firmware.
     const { device: updated, first } = await enrollOn(OLD);
+    const ref = (await deviceRow(updated.deviceId)).id;
+    const openDrift = () =>
+      em().count(RiskFactor, { deviceRef: ref, kind: 'FIRMWARE_DRIFT', clearedAt: null });
+    await service.services.risk.rescoreDue(em(), 100);
+    expect(await openDrift()).toBe(1); // 1.0 is one version behind 1.1
     await updated.publish(await updated.response(first, { firmware_hash: NEWER }));
     expect((await results(first.challenge_id))[0]).toMatchObject({ outcome: 'PASS', firmwareHash: NEWER });
+    // It runs that image from now on: recorded with its version and audited in the same write, and
+    // the drift factor of the image it left is cleared.
+    expect(await deviceRow(updated.deviceId)).toMatchObject({ firmwareHash: NEWER, firmwareVersion: '1.1' });
+    const audited = await em().find(AuditEvent, {
+      action: 'device.firmware-updated',
+      subject: `device:${updated.deviceId}`,
+    });
+    expect(audited.map((event) => event.details)).toEqual([
+      { challengeId: first.challenge_id, from: OLD, to: NEWER, version: '1.1' },
+    ]);
+    await until(openDrift, (open) => open === 0);
 
     const next = await challenge(updated);
     await updated.publish(await updated.response(next, { firmware_hash: UNVETTED }));
@@ -333,6 +352,15 @@ describe('golden firmware from the policy bundle', () => {
     const other = await challenge(unvetted);
     await unvetted.publish(await unvetted.response(other, { firmware_hash: `sha256:${'a4'.repeat(32)}` }));
     expect((await results(other.challenge_id))[0]?.reasons).toEqual(['FIRMWARE_MISMATCH']);
+
+    // Once it runs an approved image, the unlisted one it enrolled with is no longer accepted.
+    const { device: moved, first: toApproved } = await enrollOn(UNVETTED);
+    await moved.publish(await moved.response(toApproved, { firmware_hash: OLD }));
+    expect((await results(toApproved.challenge_id))[0]?.outcome).toBe('PASS');
+    expect(await deviceRow(moved.deviceId)).toMatchObject({ firmwareHash: OLD, firmwareVersion: '1.0' });
+    const back = await challenge(moved);
+    await moved.publish(await moved.response(back, { firmware_hash: UNVETTED }));
+    expect((await results(back.challenge_id))[0]?.reasons).toEqual(['FIRMWARE_MISMATCH']);
   });
 });
 
