@@ -44,6 +44,11 @@ export class AuditService {
   async recordMany(tx: Tx, inputs: readonly AuditInput[]): Promise<AuditEvent[]> {
     if (inputs.length === 0) return [];
     const { em } = tx;
+    // Outside a transaction the change and its events would commit apart (TransactionRunner.single
+    // hands out such a Tx): a change made in one statement uses recordInStatement instead.
+    if (!em.isInTransaction()) {
+      throw new Error('audit events are appended in the transaction of the change they record');
+    }
     await em.flush();
     const append = this.append(inputs);
     const links = await em

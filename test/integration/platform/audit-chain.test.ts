@@ -68,6 +68,19 @@ describe('the audit chain head', () => {
   });
 });
 
+describe('AuditService.record outside a transaction', () => {
+  it('is refused before anything is written: the change and its event would commit apart', async () => {
+    const orm = instances[0]!;
+    const before = await verifyAuditChain(orm.em.fork());
+    await expect(
+      transactions.single(orm.em.fork(), (tx) =>
+        audit.record(tx, { actor: 'test', action: 'test.autocommit', subject: 'n:autocommit' }),
+      ),
+    ).rejects.toThrow('audit events are appended in the transaction of the change they record');
+    expect(await verifyAuditChain(orm.em.fork())).toEqual(before);
+  });
+});
+
 describe('AuditService.recordInStatement', () => {
   it('appends the events with the change in one statement, and none when nothing changed', async () => {
     const orm = instances[0]!;
