@@ -7,9 +7,15 @@ import {
   type ExecutionResult,
 } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import { LRUCache } from 'lru-cache';
 import type { Plugin } from 'graphql-yoga';
 import type { Logger } from '../observability/logger.js';
 import type { GraphQLContext } from './context.js';
+
+/** Source characters of the documents whose compiled code is kept: some 25 MB of code. */
+const COMPILED_SOURCE_CHARACTERS = 256 * 1024;
+/** What a document parsed without locations is counted as. */
+const UNKNOWN_SOURCE_SIZE = 8 * 1024;
 
 /**
  * Runs query operations as code compiled once per document and operation (graphql-jit) instead of
@@ -23,12 +29,18 @@ import type { GraphQLContext } from './context.js';
  * - A document is compiled when it runs the second time. Compiling costs 1-3 ms (about what a small
  *   query costs to run), so a stream of one-off documents is not made dearer by it.
  * - A document the compiler refuses runs on graphql-js; the refusal is logged once.
+ * - The cache is bounded by the source size of the documents it holds (least recently used go
+ *   first): compiled code is about a hundred times the source (65 KB for the 600-character fleet
+ *   page), so a client sending many distinct large documents cannot grow it without bound.
  * - Mutations and subscriptions stay on graphql-js: mutations are few, and the shared subscription
  *   executions run their markers through graphql-js' `execute`.
  */
 export function compiledQueriesPlugin(logger: Logger): Plugin<GraphQLContext> {
   /** Per document and operation name: its compiled code, the compiler's refusal, or `seen` once. */
-  const compiled = new WeakMap<DocumentNode, Map<string, CompiledQuery | ExecutionResult | 'seen'>>();
+  const compiled = new LRUCache<DocumentNode, Map<string, CompiledQuery | ExecutionResult | 'seen'>>({
+    maxSize: COMPILED_SOURCE_CHARACTERS,
+    sizeCalculation: (_operations, document) => document.loc?.source.body.length ?? UNKNOWN_SOURCE_SIZE,
+  });
 
   function compiledFor(args: ExecutionArgs): CompiledQuery | undefined {
     let byOperation = compiled.get(args.document);
