@@ -7,28 +7,23 @@ const booleanFlag = z
   .enum(['true', 'false', '1', '0'])
   .transform((value) => value === 'true' || value === '1');
 
-const postgresUrl = z.string().refine(
-  (value) => {
-    try {
-      const url = new URL(value);
-      return (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && url.hostname !== '';
-    } catch {
-      return false;
-    }
-  },
-  { message: 'must be a postgres://user@host:port/database URL' },
-);
+/** A URL with one of `protocols` (and a host name); `message` says what is expected. */
+const urlOf = (protocols: readonly string[], message: string) =>
+  z.string().refine(
+    (value) => {
+      try {
+        const url = new URL(value);
+        return protocols.includes(url.protocol) && url.hostname !== '';
+      } catch {
+        return false;
+      }
+    },
+    { message },
+  );
 
-const mqttUrl = z.string().refine(
-  (value) => {
-    try {
-      return ['mqtt:', 'mqtts:'].includes(new URL(value).protocol);
-    } catch {
-      return false;
-    }
-  },
-  { message: 'must be an mqtt:// or mqtts:// URL' },
-);
+const postgresUrl = urlOf(['postgres:', 'postgresql:'], 'must be a postgres://user@host:port/database URL');
+const mqttUrl = urlOf(['mqtt:', 'mqtts:'], 'must be an mqtt:// or mqtts:// URL');
+const redisUrl = urlOf(['redis:', 'rediss:'], 'must be a redis:// or rediss:// URL');
 
 const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -36,6 +31,8 @@ const configSchema = z.object({
   MQTT_URL: mqttUrl.optional(),
   /** Extra trust anchors (PEM file) for an external broker's server certificate. */
   MQTT_CA_FILE: z.string().optional(),
+  /** Redis that carries the app's events between service instances; unset: one instance. */
+  REDIS_URL: redisUrl.optional(),
   FLEETPROOF_DATA_DIR: z.string().min(1).default('./data'),
   FLEETPROOF_CA_PASSPHRASE: z.string().min(16, 'must be at least 16 characters').optional(),
   HTTP_HOST: z.string().min(1).default('127.0.0.1'),
@@ -91,6 +88,7 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   readonly mqttUrl: string | undefined;
   readonly mqttCaFile: string | undefined;
+  readonly redisUrl: string | undefined;
   readonly dataDir: string;
   readonly caPassphrase: string | undefined;
   readonly httpHost: string;
@@ -158,6 +156,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: raw.DATABASE_URL,
     mqttUrl: raw.MQTT_URL,
     mqttCaFile: raw.MQTT_CA_FILE,
+    redisUrl: raw.REDIS_URL,
     dataDir: path.resolve(raw.FLEETPROOF_DATA_DIR),
     caPassphrase: raw.FLEETPROOF_CA_PASSPHRASE,
     httpHost: raw.HTTP_HOST,

@@ -1,5 +1,4 @@
 import 'reflect-metadata';
-import { setMaxListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildApp, type RunningApp } from './app.js';
@@ -30,6 +29,7 @@ import { PolicyBundleService } from './policy/policy-bundle.service.js';
 import { DEFAULT_RISK_SETTINGS, RiskService } from './risk/risk.service.js';
 import { startRiskScheduler } from './risk/risk.scheduler.js';
 import { createEventBus } from './shared/event-bus.js';
+import { connectRedisEventRelay, type RedisEventRelay } from './shared/redis-event-relay.js';
 import type { AppEvents } from './shared/events.js';
 import { startPeriodicTask, type PeriodicTask } from './shared/periodic-task.js';
 import { SiteService } from './sites/site.service.js';
@@ -71,6 +71,7 @@ export async function createServices(
 ): Promise<Services> {
   const metrics = createMetrics();
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  let eventRelay: RedisEventRelay | undefined;
   try {
     const applied = await migrate(database.orm);
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
@@ -80,10 +81,8 @@ export async function createServices(
       logger,
       crlUrl: `https://${config.publicHosts[0] ?? '127.0.0.1'}:${config.httpsPort}/api/v1/cps/crl`,
     });
-    // Every live subscription is a listener on the bus: thousands are the normal load, not a leak.
-    const bus = new EventTarget();
-    setMaxListeners(0, bus);
-    const pubsub: AppPubSub = createEventBus<AppEvents>(bus);
+    eventRelay = config.redisUrl ? await connectRedisEventRelay(config.redisUrl, logger) : undefined;
+    const pubsub: AppPubSub = createEventBus<AppEvents>(eventRelay);
     const transactions = new TransactionRunner(pubsub);
     const audit = new AuditService(clock, (action) => metrics.auditEvents.inc({ action }));
     const enrollmentSettings: EnrollmentSettings = {
@@ -112,6 +111,7 @@ export async function createServices(
       database,
       ca,
       pubsub,
+      eventRelay,
       transactions,
       rateLimiter,
       idempotency: new IdempotencyStore(clock, config.graphql.idempotencyKeyTtlSeconds),
@@ -150,6 +150,7 @@ export async function createServices(
       serviceInfo: { version: VERSION, database: database.kind, rootCaFingerprint: ca.rootFingerprintSha256 },
     };
   } catch (error) {
+    await eventRelay?.close();
     await database.close();
     throw error;
   }
@@ -275,14 +276,20 @@ export async function startService(
         await presenceTask.tick();
         // Responses received before the MQTT client closed are decided before the database closes.
         await services.attestation.drain();
-        await services.database.close();
+        await closeConnections(services);
       },
     };
   } catch (error) {
     await broker?.close();
-    await services.database.close();
+    await closeConnections(services);
     throw error;
   }
+}
+
+/** Closes what createServices opened, last at a stop: events may be sent while work drains. */
+export async function closeConnections(services: Services): Promise<void> {
+  await services.eventRelay?.close();
+  await services.database.close();
 }
 
 /**
@@ -296,7 +303,8 @@ function feedRiskFromEvents(services: Services, riskScheduler: PeriodicTask): vo
   const log = services.logger.child({ component: 'risk' });
   void (async () => {
     const inFlight = new Set<Promise<void>>();
-    for await (const event of services.pubsub.subscribe('attestation.decided')) {
+    // Once per outcome: the instance that decided it scores it.
+    for await (const event of services.pubsub.subscribeOwn('attestation.decided')) {
       // Row locks order updates per device; across devices a few run at once so a burst drains.
       if (inFlight.size >= RISK_UPDATE_CONCURRENCY) await Promise.race(inFlight);
       const update = services.risk

@@ -25,6 +25,7 @@ import type { CertificateAuthority } from './pki/index.js';
 import type { RateLimiter } from './ratelimit/rate-limiter.js';
 import type { Clock } from './shared/clock.js';
 import type { EventBus } from './shared/event-bus.js';
+import type { RedisEventRelay } from './shared/redis-event-relay.js';
 import type { AppEvents } from './shared/events.js';
 import type { TransactionRunner } from './shared/transaction.js';
 
@@ -38,6 +39,8 @@ export interface Services {
   readonly database: Database;
   readonly ca: CertificateAuthority;
   readonly pubsub: AppPubSub;
+  /** Carries the bus's events to the other instances (REDIS_URL); none for a single instance. */
+  readonly eventRelay: RedisEventRelay | undefined;
   readonly transactions: TransactionRunner;
   readonly rateLimiter: RateLimiter;
   readonly idempotency: IdempotencyStore;

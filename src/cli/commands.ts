@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import { migrate, openDatabase } from '../db/database.js';
-import { createServices, startService } from '../main.js';
+import { closeConnections, createServices, startService } from '../main.js';
 import type { Logger } from '../observability/logger.js';
 import { verifyAuditChain } from '../audit/audit.service.js';
 
@@ -82,7 +82,7 @@ export async function runTokenCreate(
     );
     return 0;
   } finally {
-    await services.database.close();
+    await closeConnections(services);
   }
 }
 

@@ -16,9 +16,10 @@ export async function trackDevicePresence(client: ServiceMqttClient, services: S
       if (deviceId !== undefined) services.presence.seen(deviceId);
     },
   );
-  // A response on the bare topic names its device only inside; it counts once its signature held.
+  // A response on the bare topic names its device only inside; it counts once its signature held
+  // (noted by the instance that decided it).
   void (async () => {
-    for await (const event of services.pubsub.subscribe('attestation.decided')) {
+    for await (const event of services.pubsub.subscribeOwn('attestation.decided')) {
       if (event.signatureValid === true) services.presence.seen(event.deviceId);
     }
   })();

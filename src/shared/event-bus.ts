@@ -1,7 +1,10 @@
+import { setMaxListeners } from 'node:events';
+
 /**
- * The in-process side of the app's event bus: typed publish and subscribe over an EventTarget (which
- * a Redis-backed target can replace for several instances), with the CustomEvent-with-`detail` shape
- * graphql-yoga's PubSub uses.
+ * The app's event bus: typed publish and subscribe over EventTargets, with the CustomEvent-with-
+ * `detail` shape graphql-yoga's PubSub uses. Events of this instance are dispatched in process at
+ * once; with a relay (src/shared/redis-event-relay.ts) they also reach the other instances of the
+ * deployment, and theirs arrive here.
  *
  * Why not yoga's createPubSub: its subscriptions are Repeaters that throw once 1,024 pushes wait
  * unread, and the throw happens inside dispatchEvent, so a burst (an inventory import of a few
@@ -11,23 +14,43 @@
  */
 export interface EventBus<Events extends object> {
   publish<K extends keyof Events & string>(topic: K, payload: Events[K]): void;
+  /**
+   * The events of every instance: what each instance shows or enforces (the GraphQL feeds, its
+   * broker's sessions, its isolation list).
+   */
   subscribe<K extends keyof Events & string>(topic: K): AsyncIterableIterator<Events[K]>;
+  /** This instance's own events only: work done once per event wherever it happened (risk, presence). */
+  subscribeOwn<K extends keyof Events & string>(topic: K): AsyncIterableIterator<Events[K]>;
 }
 
-export function createEventBus<Events extends object>(
-  target: EventTarget = new EventTarget(),
-): EventBus<Events> {
+/** Carries events between the instances of a deployment. */
+export interface EventRelay {
+  /** Sends an event of this instance to the others; never to this one. */
+  send(topic: string, payload: unknown): void;
+  /** Where the other instances' events arrive, as CustomEvents named by their topic. */
+  readonly received: EventTarget;
+}
+
+export function createEventBus<Events extends object>(relay?: EventRelay): EventBus<Events> {
+  const own = new EventTarget();
+  // Every live subscription is a listener: thousands are the normal load, not a leak.
+  setMaxListeners(0, own);
+  const everyInstance = relay ? [own, relay.received] : [own];
   return {
     publish(topic, payload) {
-      target.dispatchEvent(new CustomEvent(topic, { detail: payload }));
+      own.dispatchEvent(new CustomEvent(topic, { detail: payload }));
+      relay?.send(topic, payload);
     },
     subscribe<K extends keyof Events & string>(topic: K) {
-      return subscription<Events[K]>(target, topic);
+      return subscription<Events[K]>(everyInstance, topic);
+    },
+    subscribeOwn<K extends keyof Events & string>(topic: K) {
+      return subscription<Events[K]>([own], topic);
     },
   };
 }
 
-function subscription<T>(target: EventTarget, topic: string): AsyncIterableIterator<T> {
+function subscription<T>(targets: readonly EventTarget[], topic: string): AsyncIterableIterator<T> {
   let queue: T[] = [];
   let head = 0;
   let ended = false;
@@ -36,7 +59,7 @@ function subscription<T>(target: EventTarget, topic: string): AsyncIterableItera
     queue.push((event as CustomEvent<T>).detail);
     wake?.();
   };
-  target.addEventListener(topic, listener);
+  for (const target of targets) target.addEventListener(topic, listener);
   const iterator: AsyncIterableIterator<T> = {
     async next(): Promise<IteratorResult<T>> {
       while (head === queue.length && !ended) {
@@ -55,7 +78,7 @@ function subscription<T>(target: EventTarget, topic: string): AsyncIterableItera
     },
     return(): Promise<IteratorResult<T>> {
       ended = true;
-      target.removeEventListener(topic, listener);
+      for (const target of targets) target.removeEventListener(topic, listener);
       queue = [];
       head = 0;
       wake?.();

@@ -1,7 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { ManualClock } from '../../../src/shared/clock.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { loadOrCreateCertificateAuthority } from '../../../src/pki/index.js';
 import { OpensslDevice } from '../../support/attestation-device.js';
+import { freePort, portOpen } from '../../support/processes.js';
 import { startTestService, type TestService } from '../../support/service.js';
 
 const hasMosquitto = spawnSync('mosquitto', ['-h']).error === undefined;
@@ -21,15 +21,6 @@ let service: TestService;
 let device: OpensslDevice | undefined;
 let brokerPort = 0;
 const clock = new ManualClock();
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** A real Mosquitto with TLS, required client certificates and per-device pattern ACLs (%u = CN). */
 async function startMosquitto(port: number): Promise<ChildProcess> {
@@ -85,16 +76,8 @@ async function startMosquitto(port: number): Promise<ChildProcess> {
   });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  for (let attempt = 0; attempt < 100; attempt += 1) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = net
-        .connect(port, '127.0.0.1', () => socket.end(() => resolve(true)))
-        .once('error', () => resolve(false));
-    });
-    if (open) return child;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`mosquitto did not start: ${stderr}`);
+  await portOpen(port, () => `mosquitto did not start: ${stderr}`);
+  return child;
 }
 
 /** Waits until the service is connected to Mosquitto as fleetproof-service (its ACL user). */

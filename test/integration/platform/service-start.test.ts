@@ -1,22 +1,13 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collect, runCli, spawnCli } from '../../support/cli.js';
 import { openssl } from '../../support/openssl.js';
+import { freePort } from '../../support/processes.js';
 
 let dataDir: string;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts `fleetproof serve` with no configuration but ports and data dir; waits for a healthy service. */
 async function startCli() {

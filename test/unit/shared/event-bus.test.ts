@@ -34,4 +34,13 @@ describe('event bus', () => {
     expect(await first.next()).toEqual({ done: true, value: undefined });
     expect(await second.next()).toEqual({ done: false, value: 2 });
   });
+
+  it('gives a single instance its own events on both kinds of subscription', async () => {
+    const bus = createEventBus<{ changed: number }>();
+    const everyInstance = bus.subscribe('changed');
+    const own = bus.subscribeOwn('changed');
+    bus.publish('changed', 7);
+    expect(await everyInstance.next()).toEqual({ done: false, value: 7 });
+    expect(await own.next()).toEqual({ done: false, value: 7 });
+  });
 });
