@@ -1,5 +1,9 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OpensslDevice } from '../../support/attestation-device.js';
 import { freshDatabaseUrl } from '../../support/database.js';
 import { LiveFeed, wsClient } from '../../support/live-feed.js';
 import { startRedis } from '../../support/processes.js';
@@ -10,20 +14,25 @@ const hasRedis = spawnSync('redis-server', ['--version']).error === undefined;
 // Two instances on one database and one Redis, as behind a load balancer.
 describe.skipIf(!hasRedis)('events across service instances (REDIS_URL)', () => {
   let redis: Awaited<ReturnType<typeof startRedis>>;
+  let dataDir: string;
   let a: TestService;
   let b: TestService;
 
   beforeAll(async () => {
     redis = await startRedis();
     const databaseUrl = await freshDatabaseUrl();
-    a = await startTestService({ mqtt: 'embedded', databaseUrl, env: { REDIS_URL: redis.url } });
-    b = await startTestService({ mqtt: 'embedded', databaseUrl, env: { REDIS_URL: redis.url } });
+    // One CA for both, as instances of one deployment share it.
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'fleetproof-relay-'));
+    const options = { mqtt: 'embedded', databaseUrl, dataDir, env: { REDIS_URL: redis.url } } as const;
+    a = await startTestService(options);
+    b = await startTestService(options);
   });
 
   afterAll(async () => {
     await b?.close();
     await a?.close();
     redis?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
   it('streams a change made through one instance to a GraphQL subscriber of the other', async () => {
@@ -56,6 +65,26 @@ describe.skipIf(!hasRedis)('events across service instances (REDIS_URL)', () => 
     });
     await feed.close();
     await client.dispose();
+  });
+
+  it('drops a device revoked through one instance from the broker of the other at once', async () => {
+    const device = await OpensslDevice.enroll(b, 'relay-revoked');
+    try {
+      const closed = new Promise<void>((resolve) => device.client.once('close', () => resolve()));
+      await a.services.lifecycle.approve(a.services.database.orm.em.fork(), device.deviceId, 'test');
+      expect(device.client.connected).toBe(true);
+      await a.services.lifecycle.revoke(
+        a.services.database.orm.em.fork(),
+        device.deviceId,
+        'key found on a forum',
+        'KEY_COMPROMISE',
+        'test',
+      );
+      // Its certificate is checked again only when it reconnects: without the relay B keeps it on.
+      await closed;
+    } finally {
+      await device.dispose();
+    }
   });
 
   it('gives work done once per event only to the instance where the event happened', async () => {
