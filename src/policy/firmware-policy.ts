@@ -58,19 +58,21 @@ export function goldenFirmwareHashes(
 }
 
 /**
- * How far a device's enrolled firmware is from the bundle's latest approved version for its model:
- * unvetted (not on the list) or some versions behind. Null when current or when the bundle does not
- * list the model (nothing to compare with).
+ * How far a device's firmware is from the bundle's latest approved version for its model: unvetted
+ * (not on the list) or some versions behind. Null when current, when the bundle does not list the
+ * model, or when the device has reported no firmware yet (registered, not enrolled, or enrolled
+ * without naming it until its first PASS): nothing to compare with. Attestation itself fails closed
+ * on firmware nothing vouches for.
  */
 export function firmwareDrift(policy: PolicyBundleDocument, device: FirmwareSubject): FirmwareDrift | null {
   const listed = device.model === null ? undefined : policy.firmware[device.model];
-  if (!listed) return null;
+  if (!listed || device.firmwareHash === null) return null;
   const index = listed.versions.findIndex((entry) => entry.hash === device.firmwareHash);
   if (index < 0) {
     return {
       severity: 'HIGH',
-      detail: `unvetted firmware: ${device.firmwareHash ?? 'no hash'} is not on the approved list for model ${device.model}`,
-      key: `drift:unvetted:${device.firmwareHash ?? 'none'}`,
+      detail: `unvetted firmware: ${device.firmwareHash} is not on the approved list for model ${device.model}`,
+      key: `drift:unvetted:${device.firmwareHash}`,
     };
   }
   const latest = listed.versions.findIndex((entry) => entry.version === listed.latest);

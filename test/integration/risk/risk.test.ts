@@ -196,6 +196,19 @@ describe('policy bundles', () => {
     expect(published).toBe(2);
   });
 
+  it('scores no drift for a device that has reported no firmware yet', async () => {
+    const deviceId = uniqueId('not-enrolled');
+    await service.services.inventory.register(
+      em(),
+      { device_id: deviceId, device_type: 'PLC', model: 'X200' },
+      'test',
+    );
+    await service.riskScheduler.tick();
+    const view = await riskOf(deviceId);
+    expect(view.policyBundleVersion).not.toBeNull(); // scored by the policy pass
+    expect(view).toMatchObject({ riskScore: 0, riskFactors: { totalCount: 0 } });
+  });
+
   it('shows a stale bundle in health and in the trail', async () => {
     await gql<PublishResult>(admin, publish, {
       input: { deviceType: 'SENSOR', document: bundle({ maxAgeDays: 1 }) },
@@ -341,9 +354,6 @@ describe('telemetry', () => {
     await device.client.publishAsync(topic, JSON.stringify({ metrics: { temperature: 42 } }), { qos: 1 });
     await device.client.publishAsync(topic, 'not json', { qos: 1 });
     await device.client.publishAsync(topic, JSON.stringify({ metrics: { temperature: 95.5 } }), { qos: 1 });
-    // Wait for the anomaly itself: the policy pass that the publication starts may score the device
-    // first, between its registration and its enrollment (no firmware reported yet), and the
-    // anomaly's rescoring then replaces that with what holds once it enrolled.
     const view = await until(
       () => riskOf(device.deviceId),
       (value) => value.riskFactors.edges[0]?.node.kind === 'TELEMETRY_ANOMALY',
