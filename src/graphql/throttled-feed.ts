@@ -49,8 +49,12 @@ export function throttledSnapshots<T>(options: ThrottledSnapshotOptions<T>): Asy
       yield last;
       for (;;) {
         if (!changed) await untilStopped(new Promise<void>((resolve) => (wake = resolve)));
-        const wait = sentAt + options.intervalMs - performance.now();
-        if (wait > 0 && !stopped) await untilStopped(new Promise((resolve) => setTimeout(resolve, wait)));
+        // Timers count whole milliseconds and may fire up to one early: wait until the interval has
+        // really passed.
+        for (let wait = sentAt + options.intervalMs - performance.now(); wait > 0 && !stopped;) {
+          await untilStopped(new Promise((resolve) => setTimeout(resolve, Math.ceil(wait))));
+          wait = sentAt + options.intervalMs - performance.now();
+        }
         if (stopped) return;
         changed = false;
         const next = await options.snapshot(lastChangeAt);
